@@ -1,0 +1,139 @@
+"""The adapter interface: the only place that knows a model family's internals."""
+from __future__ import annotations
+
+import sys
+from typing import Any, ClassVar
+
+import torch
+import torch.nn as nn
+from transformers import masking_utils
+
+from ..errors import UnsupportedModelError
+
+ADAPTERS: dict[str, type["Adapter"]] = {}
+
+
+def register(cls: type["Adapter"]) -> type["Adapter"]:
+    """Class decorator: registers an adapter for each ``config.model_type`` in ``cls.model_types``."""
+    for t in cls.model_types:
+        ADAPTERS[t] = cls
+    return cls
+
+
+def get_adapter(model: nn.Module) -> "Adapter":
+    """The adapter for ``model`` (a ``*ForConditionalGeneration``), or :class:`UnsupportedModelError`."""
+    model_type = getattr(getattr(model, "config", None), "model_type", None)
+    if model_type not in ADAPTERS:
+        raise UnsupportedModelError(
+            f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(ADAPTERS))}")
+    return ADAPTERS[model_type](model)
+
+
+class Adapter:
+    """Default behaviour for HF VLMs whose ``model.model.language_model`` is a decoder with ``layers``.
+
+    Subclasses set ``model_types`` and ``mrope`` and override what differs.
+    """
+
+    model_types: ClassVar[tuple[str, ...]] = ()
+    #: rows of M-RoPE position ids (0 = plain 1-D positions ``[B, n]``)
+    mrope: ClassVar[int] = 0
+
+    def __init__(self, model: nn.Module) -> None:
+        self.model = model
+        self.vlm = getattr(model, "model", None)
+        self.lm = getattr(self.vlm, "language_model", None)
+        if self.lm is None or not isinstance(getattr(self.lm, "layers", None), nn.ModuleList):
+            raise UnsupportedModelError(
+                f"{type(model).__name__}: expected a *ForConditionalGeneration with .model.language_model.layers")
+        self.layers: nn.ModuleList = self.lm.layers
+        self.text_config = self.lm.config
+
+    # -- where visual tokens are --------------------------------------------------------------------------
+    def visual_token_ids(self) -> dict[str, int]:
+        """Modality -> placeholder token id, in the order the model scatters features."""
+        cfg = self.model.config
+        ids = {"image": getattr(cfg, "image_token_id", None) or getattr(cfg, "image_token_index", None)}
+        vid = getattr(cfg, "video_token_id", None) or getattr(cfg, "video_token_index", None)
+        if vid is not None:
+            ids["video"] = vid
+        return {k: int(v) for k, v in ids.items() if v is not None}
+
+    def feature_methods(self) -> dict[str, str]:
+        """Modality -> name of the inner-model method that returns per-item features (``pooler_output``)."""
+        return {m: f"get_{m}_features" for m in self.visual_token_ids() if hasattr(self.vlm, f"get_{m}_features")}
+
+    @staticmethod
+    def feature_counts(output: Any) -> list[int]:
+        """Visual tokens per item in the output of a ``get_*_features`` call."""
+        feats = getattr(output, "pooler_output", output)
+        if isinstance(feats, torch.Tensor):
+            return [feats.shape[-2]] * feats.shape[0] if feats.dim() == 3 else [feats.shape[0]]
+        return [int(f.shape[-2]) if f.dim() == 3 else int(f.shape[0]) for f in feats]
+
+    # -- positions ----------------------------------------------------------------------------------------
+    @property
+    def num_layers(self) -> int:
+        return len(self.layers)
+
+    def default_position_ids(self, batch: int, length: int, start: int, device: torch.device) -> torch.Tensor:
+        """What the LM uses when ``position_ids`` is None: ``start + arange(length)``."""
+        pos = torch.arange(start, start + length, device=device).expand(batch, -1)
+        return pos.unsqueeze(0).expand(self.mrope, -1, -1) if self.mrope else pos
+
+    def rope_positions(self, position_ids: torch.Tensor) -> torch.Tensor:
+        """The position ids the LM's rotary embedding receives (M-RoPE: drops a leading text row)."""
+        if self.mrope:
+            if position_ids.dim() == 2:
+                return position_ids.unsqueeze(0).expand(self.mrope, -1, -1)
+            return position_ids[-self.mrope:]
+        return position_ids
+
+    def position_embeddings(self, hidden: torch.Tensor, position_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.lm.rotary_emb(hidden, self.rope_positions(position_ids))
+
+    def decode_position_ids(self, dense_seen: int, q_len: int, attention_mask: torch.Tensor | None,
+                            batch: int, device: torch.device) -> torch.Tensor:
+        """Position ids the *unpruned* model would compute for a decode step given no ``position_ids``."""
+        return self.default_position_ids(batch, q_len, dense_seen, device)
+
+    # -- attention at a layer -----------------------------------------------------------------------------
+    def query_key(self, layer_idx: int, hidden: torch.Tensor, q_index: torch.Tensor,
+                  cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotated queries ``[B, H, Q, hd]`` at ``q_index [B, Q]`` and keys ``[B, H, n, hd]`` (GQA-expanded) of
+        layer ``layer_idx`` for the hidden states entering it, exactly as the layer's attention computes them."""
+        layer = self.layers[layer_idx]
+        attn = layer.self_attn
+        x = layer.input_layernorm(hidden)
+        b, n, _ = x.shape
+        hd = attn.head_dim
+        xq = torch.gather(x, 1, q_index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        q = attn.q_proj(xq).view(b, q_index.shape[1], -1, hd)
+        k = attn.k_proj(x).view(b, n, -1, hd)
+        if hasattr(attn, "q_norm"):
+            q, k = attn.q_norm(q), attn.k_norm(k)
+        q, k = q.transpose(1, 2), k.transpose(1, 2)
+        rotate = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+        cos, sin = cos.expand(b, -1, -1), sin.expand(b, -1, -1)
+        cq = torch.gather(cos, 1, q_index.unsqueeze(-1).expand(-1, -1, cos.shape[-1]))
+        sq = torch.gather(sin, 1, q_index.unsqueeze(-1).expand(-1, -1, sin.shape[-1]))
+        q = rotate(q, q, cq, sq)[0]
+        k = rotate(k, k, cos, sin)[0]
+        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
+        return q * attn.scaling, k
+
+    # -- masks --------------------------------------------------------------------------------------------
+    def layer_type(self, layer_idx: int) -> str:
+        types = getattr(self.text_config, "layer_types", None)
+        return types[layer_idx] if types else "full_attention"
+
+    def make_mask(self, layer_idx: int, hidden: torch.Tensor, mask2d: torch.Tensor, cache: Any) -> Any:
+        """The attention mask layer ``layer_idx`` needs for a 2-D padding mask of its own (compacted) keys."""
+        fn = (masking_utils.create_sliding_window_causal_mask if self.layer_type(layer_idx) == "sliding_attention"
+              else masking_utils.create_causal_mask)
+        return fn(config=self.text_config, inputs_embeds=hidden, attention_mask=mask2d,
+                  past_key_values=cache, position_ids=None, layer_idx=layer_idx)
+
+    # -- family extras ------------------------------------------------------------------------------------
+    def attach_extras(self, runtime: Any) -> None:
+        """Installs family-specific patches (e.g. Qwen3-VL deepstack) through ``runtime.hooks``."""

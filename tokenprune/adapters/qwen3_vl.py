@@ -1,0 +1,36 @@
+"""Qwen3-VL: interleaved M-RoPE, q/k norms, and DeepStack visual features added to early LM layers.
+
+DeepStack adds per-layer visual features to the hidden states at the visual positions after each of the first
+layers. When tokens were pruned before such a layer, the features of the kept tokens must follow them: the patch
+below remaps ``visual_pos_masks`` and the flattened feature rows onto the current (compacted) sequence.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..runtime.compact import kept_positions
+from .base import register
+from .qwen2_vl import Qwen2VLAdapter
+
+
+@register
+class Qwen3VLAdapter(Qwen2VLAdapter):
+    model_types = ("qwen3_vl",)
+
+    def attach_extras(self, runtime: Any) -> None:
+        lm = self.lm
+        original = lm._deepstack_process
+
+        def deepstack_process(hidden: torch.Tensor, visual_pos_masks: torch.Tensor, visual_embeds: torch.Tensor):
+            seg = runtime.current_compaction()
+            if seg is not None:
+                dense_idx, valid = seg
+                visual_pos_masks = visual_pos_masks.to(dense_idx.device)
+                kept = kept_positions(dense_idx, valid, visual_pos_masks.shape[1])
+                visual_embeds = visual_embeds[kept[visual_pos_masks]]
+                visual_pos_masks = torch.gather(visual_pos_masks, 1, dense_idx) & valid
+            return original(hidden, visual_pos_masks, visual_embeds)
+
+        runtime.hooks.patch(lm, "_deepstack_process", deepstack_process)

@@ -1,0 +1,98 @@
+"""Public entry points: :func:`apply`, :class:`PruneHandle`, :func:`pruned`."""
+from __future__ import annotations
+
+import contextlib
+import weakref
+from typing import Any, Iterator
+
+import torch.nn as nn
+
+from .adapters import get_adapter
+from .config import PruneConfig
+from .errors import AlreadyAttachedError, ConfigError
+from .runtime.engine import Runtime
+from .stats import PruneStats, build_stats
+
+_ATTACHED: "weakref.WeakKeyDictionary[nn.Module, PruneHandle]" = weakref.WeakKeyDictionary()
+
+
+class PruneHandle:
+    """Pruning attached to one model instance. ``remove()`` restores the model exactly."""
+
+    def __init__(self, model: nn.Module, runtime: Runtime) -> None:
+        self.model = model
+        self.config = runtime.config
+        self._runtime: Runtime | None = runtime
+
+    @property
+    def attached(self) -> bool:
+        return self._runtime is not None
+
+    @property
+    def stats(self) -> PruneStats | None:
+        """Statistics of the last prefill (``None`` before the first call)."""
+        rt = self._runtime
+        st = rt.last_state if rt is not None else None
+        if st is None:
+            return None
+        return build_stats(st, rt.adapter.num_layers, rt.adapter.text_config)
+
+    def remove(self) -> None:
+        """Removes every hook and patch; idempotent."""
+        if self._runtime is not None:
+            self._runtime.detach()
+            self._runtime = None
+            if _ATTACHED.get(self.model) is self:
+                del _ATTACHED[self.model]
+
+    def __enter__(self) -> "PruneHandle":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.remove()
+
+    def __repr__(self) -> str:
+        return f"PruneHandle({type(self.model).__name__}, {self.config!r}, attached={self.attached})"
+
+
+def resolve_config(config: PruneConfig | str | dict, **overrides: Any) -> PruneConfig:
+    """A :class:`PruneConfig` from a config, a preset name (with overrides) or a dict."""
+    if isinstance(config, str):
+        return PruneConfig.from_preset(config, **overrides)
+    if overrides:
+        raise ConfigError(f"apply(): keyword overrides {sorted(overrides)} are only accepted with a preset name")
+    if isinstance(config, dict):
+        return PruneConfig.from_dict(config)
+    if not isinstance(config, PruneConfig):
+        raise ConfigError(f"config: expected a PruneConfig, a preset name or a dict, got {type(config).__name__}")
+    return config
+
+
+def apply(model: nn.Module, config: PruneConfig | str | dict, **overrides: Any) -> PruneHandle:
+    """Attaches visual-token pruning to ``model`` (a HF ``*ForConditionalGeneration`` VLM).
+
+    ``config`` is a :class:`PruneConfig`, a preset name (``apply(model, "fastv", keep=64, layer=2)``) or a dict.
+    Everything is validated before the model is touched. Applying twice to one model raises
+    :class:`AlreadyAttachedError`: put all stages in one config instead.
+    """
+    cfg = resolve_config(config, **overrides)
+    adapter = get_adapter(model)
+    cfg.validate_for(adapter.num_layers)
+    if model in _ATTACHED:
+        raise AlreadyAttachedError("model: already has a tokenprune handle attached; call handle.remove() first, "
+                                   "or combine the stages into one PruneConfig")
+    runtime = Runtime(model, adapter, cfg)
+    runtime.attach()
+    handle = PruneHandle(model, runtime)
+    _ATTACHED[model] = handle
+    return handle
+
+
+@contextlib.contextmanager
+def pruned(model: nn.Module, config: PruneConfig | str | dict, **overrides: Any) -> Iterator[PruneHandle]:
+    """``with pruned(model, "fastv", keep=64): model.generate(...)`` — removed on exit, even on error."""
+    handle = apply(model, config, **overrides)
+    try:
+        yield handle
+    finally:
+        handle.remove()

@@ -1,0 +1,167 @@
+"""Pruning configuration: :class:`Stage` and :class:`PruneConfig`, validated on construction."""
+from __future__ import annotations
+
+import inspect
+import json
+from typing import Any, Iterable, Sequence
+
+from .errors import ConfigError
+from .registry import REDUCERS, SCORERS, SELECTORS
+
+PRE_LLM = "pre_llm"
+
+
+class Stage:
+    """One pruning step: where (``at``), how many visual tokens survive (``keep``) and how they are chosen.
+
+    ``at``: ``"pre_llm"`` (after the projector, before the language model) or an LM layer index ``K``
+    (layers ``>= K`` see only the kept tokens).
+    ``keep``: an ``int`` number of visual tokens kept *per image* or a ``float`` fraction in ``(0, 1]`` of each
+    image's original visual tokens.
+    Extra keyword arguments are passed to the scorer (e.g. ``query="text"`` for ``attention``).
+    """
+
+    def __init__(
+        self,
+        at: str | int = PRE_LLM,
+        keep: int | float = 0.25,
+        scorer: str = "attention",
+        selector: str = "topk",
+        reducer: str = "drop",
+        **scorer_kwargs: Any,
+    ) -> None:
+        self.at = at
+        self.keep = keep
+        self.scorer = scorer
+        self.selector = selector
+        self.reducer = reducer
+        self.scorer_kwargs = dict(scorer_kwargs)
+        self.validate()
+
+    # -- validation ---------------------------------------------------------------------------------------
+    def validate(self) -> None:
+        at = self.at
+        if isinstance(at, bool) or not (at == PRE_LLM or (isinstance(at, int) and at >= 0)):
+            if at == "auto":
+                raise ConfigError("Stage.at: 'auto' (entropy-collapse layer) is not available in this version; "
+                                  "use 'pre_llm' or an LM layer index >= 0")
+            raise ConfigError(f"Stage.at: got {at!r}; allowed: 'pre_llm' or an LM layer index >= 0")
+        keep = self.keep
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)):
+            raise ConfigError(f"Stage.keep: got {keep!r}; allowed: int >= 1 (tokens per image) or float in (0, 1]")
+        if isinstance(keep, int) and keep < 1:
+            raise ConfigError(f"Stage.keep: got {keep}; an int keep must be >= 1 (tokens per image)")
+        if isinstance(keep, float) and not (0.0 < keep <= 1.0):
+            raise ConfigError(f"Stage.keep: got {keep}; a fractional keep must be in (0, 1]")
+        scorer = SCORERS.get(self.scorer, "Stage.scorer")
+        SELECTORS.get(self.selector, "Stage.selector")
+        REDUCERS.get(self.reducer, "Stage.reducer")
+        params = inspect.signature(scorer).parameters
+        allowed = [p for p in list(params)[1:] if params[p].kind == inspect.Parameter.KEYWORD_ONLY]
+        for k in self.scorer_kwargs:
+            if k not in allowed:
+                raise ConfigError(f"Stage.{k}: not an option of scorer {self.scorer!r}; allowed: {allowed or 'none'}")
+        check = getattr(scorer, "check_options", None)
+        if check is not None:
+            check(**self.scorer_kwargs)
+
+    @property
+    def layer(self) -> int | None:
+        """The LM layer index of an in-LLM stage, ``None`` for ``pre_llm``."""
+        return None if self.at == PRE_LLM else int(self.at)
+
+    def budget(self, n_tokens: int) -> int:
+        """Tokens kept for an image that had ``n_tokens`` visual tokens originally."""
+        if isinstance(self.keep, float):
+            return max(1, min(n_tokens, round(self.keep * n_tokens)))
+        return int(self.keep)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"at": self.at, "keep": self.keep, "scorer": self.scorer, "selector": self.selector,
+                "reducer": self.reducer, **self.scorer_kwargs}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "Stage":
+        if not isinstance(d, dict):
+            raise ConfigError(f"Stage: expected a mapping, got {type(d).__name__}")
+        return cls(**d)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Stage) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return "Stage(" + ", ".join(f"{k}={v!r}" for k, v in self.to_dict().items()) + ")"
+
+
+class PruneConfig:
+    """An ordered schedule of :class:`Stage` s (``pre_llm`` first, then strictly increasing layers)."""
+
+    def __init__(self, stages: Sequence[Stage | dict] | None = None, seed: int = 0, name: str | None = None) -> None:
+        if stages is None or isinstance(stages, (Stage, dict)) or not isinstance(stages, Iterable):
+            raise ConfigError("PruneConfig.stages: expected a non-empty list of Stage")
+        self.stages = [s if isinstance(s, Stage) else Stage.from_dict(s) for s in stages]
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"PruneConfig.seed: got {seed!r}; allowed: an int")
+        self.seed = seed
+        self.name = name
+        self.validate()
+
+    def validate(self) -> None:
+        if not self.stages:
+            raise ConfigError("PruneConfig.stages: expected at least one Stage")
+        order = [-1 if s.at == PRE_LLM else s.at for s in self.stages]
+        if any(b <= a for a, b in zip(order, order[1:])):
+            raise ConfigError(f"PruneConfig.stages: stages must be ordered pre_llm first, then strictly increasing "
+                              f"layers; got at={[s.at for s in self.stages]}")
+        for a, b in zip(self.stages, self.stages[1:]):
+            if type(a.keep) is type(b.keep) and b.keep > a.keep:
+                raise ConfigError(f"PruneConfig.stages: keep must not grow from one stage to the next "
+                                  f"({a.keep} at {a.at!r} -> {b.keep} at {b.at!r})")
+
+    def validate_for(self, num_layers: int) -> None:
+        """Checks that layer indices exist in a language model with ``num_layers`` layers."""
+        for s in self.stages:
+            if s.layer is not None and s.layer >= num_layers:
+                raise ConfigError(f"Stage.at: layer {s.layer} does not exist; allowed: 'pre_llm' or 0..{num_layers - 1}")
+
+    @classmethod
+    def from_preset(cls, name: str, **overrides: Any) -> "PruneConfig":
+        """A named preset (see ``tokenprune.presets``) with overrides such as ``keep=64`` or ``layer=3``."""
+        from .presets import build_preset
+
+        return build_preset(name, **overrides)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"stages": [s.to_dict() for s in self.stages], "seed": self.seed}
+        if self.name:
+            d["name"] = self.name
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "PruneConfig":
+        if not isinstance(d, dict) or "stages" not in d:
+            raise ConfigError("PruneConfig: expected a mapping with a 'stages' list")
+        extra = set(d) - {"stages", "seed", "name"}
+        if extra:
+            raise ConfigError(f"PruneConfig: unknown fields {sorted(extra)}; allowed: stages, seed, name")
+        return cls(stages=d["stages"], seed=d.get("seed", 0), name=d.get("name"))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_file(cls, path: str) -> "PruneConfig":
+        """Loads a config from a ``.json`` or ``.yaml``/``.yml`` file."""
+        with open(path) as f:
+            text = f.read()
+        if path.endswith((".yaml", ".yml")):
+            import yaml
+
+            return cls.from_dict(yaml.safe_load(text))
+        return cls.from_dict(json.loads(text))
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PruneConfig) and self.to_dict() == other.to_dict()
+
+    def __repr__(self) -> str:
+        return f"PruneConfig(stages={self.stages!r}, seed={self.seed})"

@@ -1,0 +1,1 @@
+"""Models tokenprune builds in code (no downloads): tiny random-weight VLMs of every supported family."""

@@ -1,0 +1,180 @@
+"""Tiny random-weight VLMs of every supported family, built from configs, and matching inputs.
+
+Used by the tests, the demo's fallback model and the benchmark's ``small`` geometry. Inputs are built without a
+processor: placeholder counts come from the model's own feature functions, so they always match.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+FAMILIES = ("llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+VOCAB = 160
+PAD, BOS = 0, 1
+IMAGE, VIDEO, VSTART, VEND = 150, 151, 152, 153
+
+
+def _text(layers: int, hidden: int, heads: int, kv: int, inter: int, **extra: Any) -> dict:
+    return dict(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
+                num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
+                pad_token_id=PAD, bos_token_id=BOS, eos_token_id=2, **extra)
+
+
+def make_config(family: str, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
+                inter: int = 128) -> Any:
+    """A tiny config of ``family`` (head_dim = hidden / heads)."""
+    import transformers as tf
+
+    t = _text(layers, hidden, heads, kv_heads, inter)
+    clip = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56,
+                patch_size=14, projection_dim=32)
+    if family == "llava":
+        return tf.LlavaConfig(vision_config=tf.CLIPVisionConfig(**clip), text_config=tf.LlamaConfig(**t),
+                              image_token_id=IMAGE, pad_token_id=PAD)
+    if family == "llava_next":
+        clip["image_size"] = 28
+        return tf.LlavaNextConfig(vision_config=tf.CLIPVisionConfig(**clip), text_config=tf.LlamaConfig(**t),
+                                  image_token_id=IMAGE, image_grid_pinpoints=[[28, 56], [56, 28], [56, 56]],
+                                  pad_token_id=PAD)
+    if family == "llava_onevision":
+        sig = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
+                   image_size=28, patch_size=14)
+        return tf.LlavaOnevisionConfig(vision_config=tf.SiglipVisionConfig(**sig), text_config=tf.Qwen2Config(**t),
+                                       image_token_id=IMAGE, video_token_id=VIDEO,
+                                       image_grid_pinpoints=[[28, 56], [56, 28], [56, 56]],
+                                       vision_feature_layer=-1, pad_token_id=PAD)
+    hd = hidden // heads
+    section = [hd // 2 - 2 * (hd // 8), hd // 8, hd // 8]  # must sum to head_dim / 2
+    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+    vis = dict(depth=2, hidden_size=32, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+               in_channels=3)
+    if family == "qwen2_vl":
+        vis = dict(vis, embed_dim=32, hidden_size=hidden, mlp_ratio=2)
+        return tf.Qwen2VLConfig(vision_config=vis, text_config=dict(t, rope_parameters=rope),
+                                image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
+                                vision_end_token_id=VEND)
+    if family == "qwen2_5_vl":
+        vis = dict(vis, intermediate_size=64, out_hidden_size=hidden, window_size=56, fullatt_block_indexes=[1])
+        return tf.Qwen2_5_VLConfig(vision_config=vis, text_config=dict(t, rope_parameters=rope),
+                                   image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
+                                   vision_end_token_id=VEND)
+    if family == "qwen3_vl":
+        vis = dict(vis, intermediate_size=64, out_hidden_size=hidden, num_position_embeddings=64,
+                   deepstack_visual_indexes=[0, 1])
+        rope3 = dict(rope, mrope_interleaved=True)
+        return tf.Qwen3VLConfig(vision_config=vis, text_config=dict(t, rope_parameters=rope3, head_dim=hd),
+                                image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
+                                vision_end_token_id=VEND)
+    raise ValueError(f"unknown family {family!r}; known: {FAMILIES}")
+
+
+def make_model(family: str, attn: str = "sdpa", seed: int = 0, dtype: torch.dtype = torch.float32,
+               **geometry: Any) -> torch.nn.Module:
+    """A tiny random-weight ``*ForConditionalGeneration`` in eval mode."""
+    import transformers as tf
+
+    cls = {"llava": tf.LlavaForConditionalGeneration, "llava_next": tf.LlavaNextForConditionalGeneration,
+           "llava_onevision": tf.LlavaOnevisionForConditionalGeneration,
+           "qwen2_vl": tf.Qwen2VLForConditionalGeneration, "qwen2_5_vl": tf.Qwen2_5_VLForConditionalGeneration,
+           "qwen3_vl": tf.Qwen3VLForConditionalGeneration}[family]
+    cfg = make_config(family, **geometry)
+    cfg._attn_implementation = attn
+    torch.manual_seed(seed)
+    model = cls(cfg).to(dtype).eval()
+    model.generation_config.pad_token_id = PAD
+    return model
+
+
+@dataclass
+class Item:
+    """One image (``frames=1``) or video of a prompt."""
+
+    size: tuple[int, int] = (56, 56)  # (h, w) pixels (Qwen: multiple of 28)
+    video: bool = False
+
+
+def _pixels(family: str, model: Any, items: list[Item], gen: torch.Generator) -> dict[str, Any]:
+    """Pixel inputs and the per-item placeholder count computed by the model itself."""
+    out: dict[str, Any] = {}
+    if family.startswith("qwen"):
+        for kind in ("image", "video"):
+            its = [i for i in items if i.video == (kind == "video")]
+            if not its:
+                continue
+            grid = torch.tensor([[2 if kind == "video" else 1, i.size[0] // 14, i.size[1] // 14] for i in its])
+            patches = int(grid.prod(-1).sum())
+            pv = torch.rand(patches, 3 * 2 * 14 * 14, generator=gen)
+            key = "pixel_values" if kind == "image" else "pixel_values_videos"
+            out[key] = pv
+            out[f"{kind}_grid_thw"] = grid
+        return out
+    if any(i.video for i in items):
+        raise ValueError("tiny video inputs are built for the Qwen families only")
+    if family == "llava":
+        out["pixel_values"] = torch.rand(len(items), 3, 56, 56, generator=gen)
+        return out
+    from transformers.models.llava_next.modeling_llava_next import image_size_to_num_patches
+
+    cfg = model.config
+    crop = cfg.vision_config.image_size
+    n = [image_size_to_num_patches(list(i.size), cfg.image_grid_pinpoints, crop) for i in items]
+    pv = torch.zeros(len(items), max(n), 3, crop, crop)
+    for j, k in enumerate(n):
+        pv[j, :k] = torch.rand(k, 3, crop, crop, generator=gen)
+    out["pixel_values"] = pv
+    out["image_sizes"] = torch.tensor([list(i.size) for i in items])
+    return out
+
+
+def item_counts(family: str, model: Any, pixels: dict[str, Any]) -> dict[str, list[int]]:
+    """Placeholder tokens per item, from the model's own feature functions."""
+    from ..adapters import get_adapter
+
+    ad = get_adapter(model)
+    with torch.no_grad():
+        out = {}
+        if "pixel_values" in pixels:
+            kw = {k: pixels[k] for k in ("image_sizes", "image_grid_thw") if k in pixels}
+            out["image"] = ad.feature_counts(ad.vlm.get_image_features(pixels["pixel_values"], **kw))
+        if "pixel_values_videos" in pixels:
+            out["video"] = ad.feature_counts(ad.vlm.get_video_features(pixels["pixel_values_videos"],
+                                                                       pixels["video_grid_thw"]))
+    return out
+
+
+def make_inputs(family: str, model: Any, prompts: list[list[Item]], text_len: tuple[int, int] = (5, 7),
+                padding: str = "left", seed: int = 0) -> dict[str, torch.Tensor]:
+    """A padded batch: each prompt is ``BOS, text, [vision_start] placeholders [vision_end], text`` per item."""
+    gen = torch.Generator().manual_seed(seed)
+    flat = [it for p in prompts for it in p]
+    pixels = _pixels(family, model, flat, gen) if flat else {}
+    counts = item_counts(family, model, pixels) if flat else {}
+    it_img, it_vid = iter(counts.get("image", [])), iter(counts.get("video", []))
+    qwen = family.startswith("qwen")
+    rows, types = [], []
+    for r, items in enumerate(prompts):
+        ids = [BOS] + torch.randint(3, 140, (text_len[0] + r,), generator=gen).tolist()
+        tt = [0] * len(ids)
+        for it in items:
+            k = next(it_vid) if it.video else next(it_img)
+            tok = VIDEO if it.video else IMAGE
+            pre, post = ([VSTART], [VEND]) if qwen else ([], [])
+            ids += pre + [tok] * k + post + torch.randint(3, 140, (2,), generator=gen).tolist()
+            tt += [0] * len(pre) + [2 if it.video else 1] * k + [0] * (len(post) + 2)
+        ids += torch.randint(3, 140, (text_len[1],), generator=gen).tolist()
+        tt += [0] * text_len[1]
+        rows.append(ids)
+        types.append(tt)
+    n = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), n), PAD, dtype=torch.long)
+    mask = torch.zeros(len(rows), n, dtype=torch.long)
+    mm = torch.zeros(len(rows), n, dtype=torch.long)
+    for i, (ids, tt) in enumerate(zip(rows, types)):
+        sl = slice(n - len(ids), n) if padding == "left" else slice(0, len(ids))
+        input_ids[i, sl], mask[i, sl], mm[i, sl] = torch.tensor(ids), 1, torch.tensor(tt)
+    out = {"input_ids": input_ids, "attention_mask": mask, **pixels}
+    if qwen:
+        out["mm_token_type_ids"] = mm
+    return out

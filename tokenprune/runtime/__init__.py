@@ -1,0 +1,1 @@
+"""Pruning runtime: hooks on one model instance, per-call state, sequence compaction."""

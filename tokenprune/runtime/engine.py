@@ -1,0 +1,310 @@
+"""The pruning runtime: hooks that prune at prefill and keep masks/positions consistent at every decode step."""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import torch
+
+from ..adapters.base import Adapter
+from ..config import PRE_LLM, PruneConfig
+from ..errors import InputError
+from ..scoring.view import TokenView
+from .compact import compaction_index, gather_tokens, inverse_index, is_left_padded
+from .hooks import HookSet
+from .stage import ImageSpan, StageResult, run_stage
+from .state import CallState, Segment, StageRecord
+
+
+def _last_valid(valid: torch.Tensor) -> torch.Tensor:
+    n = valid.shape[1]
+    return (torch.arange(n, device=valid.device) * valid).argmax(1)
+
+
+class Runtime:
+    """Attaches a :class:`PruneConfig` to one model instance through an :class:`Adapter`."""
+
+    def __init__(self, model: torch.nn.Module, adapter: Adapter, config: PruneConfig) -> None:
+        self.model, self.adapter, self.config = model, adapter, config
+        self.hooks = HookSet()
+        self.state: CallState | None = None
+        self.last_state: CallState | None = None
+        self._pending: dict[str, Any] | None = None
+        self._session: dict[int, list[list[torch.Tensor]]] | None = None
+        self._layer_stage = {s.layer: i for i, s in enumerate(config.stages) if s.layer is not None}
+
+    # -- attach / detach ----------------------------------------------------------------------------------
+    def attach(self) -> None:
+        a = self.adapter
+        self.hooks.pre_hook(a.vlm, self._vlm_pre)
+        self.hooks.pre_hook(a.lm, self._lm_pre)
+        for i, layer in enumerate(a.layers):
+            self.hooks.pre_hook(layer, functools.partial(self._layer_pre, i))
+        for modality, name in a.feature_methods().items():
+            self.hooks.patch(a.vlm, name, self._wrap_features(modality, getattr(a.vlm, name)))
+        if hasattr(a.vlm, "get_placeholder_mask"):
+            self.hooks.patch(a.vlm, "get_placeholder_mask", self._wrap_placeholder(a.vlm.get_placeholder_mask))
+        self.hooks.patch(self.model, "generate", self._wrap_generate(self.model.generate))
+        a.attach_extras(self)
+
+    def detach(self) -> None:
+        self.hooks.remove()
+        self.state = self._pending = self._session = None
+
+    def current_compaction(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """``(dense_idx, valid)`` of the segment the running layer belongs to, ``None`` when uncompacted."""
+        seg = self.state.current if self.state is not None else None
+        return (seg.dense_idx, seg.valid) if seg is not None else None
+
+    # -- wrappers -----------------------------------------------------------------------------------------
+    def _wrap_features(self, modality: str, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            out = fn(*args, **kwargs)
+            if self._pending is not None:
+                self._pending["counts"].setdefault(modality, []).extend(self.adapter.feature_counts(out))
+            return out
+
+        return wrapper
+
+    @staticmethod
+    def _wrap_placeholder(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except ValueError as e:
+                raise InputError(f"input_ids: the image/video placeholder tokens do not match the visual features "
+                                 f"({e}); each item needs exactly as many placeholder tokens as it has features") from e
+
+        return wrapper
+
+    def _wrap_generate(self, fn: Any) -> Any:
+        @functools.wraps(fn)
+        def generate(*args: Any, **kwargs: Any) -> Any:
+            self._session = {}
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self._session = None
+
+        return generate
+
+    # -- hooks --------------------------------------------------------------------------------------------
+    def _vlm_pre(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        cache = kwargs.get("past_key_values")
+        if cache is None or cache.get_seq_length() == 0:
+            ids = kwargs.get("input_ids", args[0] if args else None)
+            counts: dict[str, list[int]] = {}
+            for modality, out in (kwargs.get("mm_encoder_outputs") or {}).items():
+                if out is not None:
+                    counts[modality] = self.adapter.feature_counts(out)
+            self._pending = {"input_ids": ids, "counts": counts}
+            return None
+        st = self.state
+        if st is not None and st.segments and kwargs.get("position_ids") is None and st.owns(cache):
+            emb = kwargs.get("inputs_embeds")
+            ref = emb if emb is not None else kwargs.get("input_ids", args[0] if args else None)
+            kwargs["position_ids"] = self.adapter.decode_position_ids(
+                st.dense_seen, ref.shape[1], kwargs.get("attention_mask"), ref.shape[0], ref.device)
+            return args, kwargs
+        return None
+
+    def _lm_pre(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        cache = kwargs.get("past_key_values")
+        if cache is None or cache.get_seq_length() == 0:
+            pending, self._pending = self._pending, None
+            self.state = None
+            return self._prefill(pending, args, kwargs, cache)
+        st = self.state
+        if st is None or not st.segments:
+            return None
+        if not st.owns(cache):
+            raise InputError("past_key_values: this cache was not produced under the current tokenprune handle "
+                             "(its layers hold pruned sequences); start generation from a fresh cache")
+        return self._decode_step(st, args, kwargs)
+
+    def _layer_pre(self, i: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        st = self.state
+        if st is None:
+            return None
+        if st.phase == "prefill" and i in self._layer_stage:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            hidden = self._layer_stage_prefill(st, i, hidden, kwargs)
+            args = (hidden,) + tuple(args[1:]) if args else args
+            if not args:
+                kwargs["hidden_states"] = hidden
+        seg = st.segment_for_layer(i)
+        st.current = seg
+        if seg is None or seg.via_lm:
+            return args, kwargs
+        if st.phase == "prefill":
+            kwargs.update(seg.prefill_kwargs)
+        else:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            key = (seg.start_layer, self.adapter.layer_type(i))
+            if key not in st.step_masks:
+                mask2d = torch.cat([seg.valid, st.step_tail], dim=1)
+                st.step_masks[key] = self.adapter.make_mask(i, hidden, mask2d, self._cache_of(st))
+            kwargs["attention_mask"] = st.step_masks[key]
+        return args, kwargs
+
+    # -- prefill ------------------------------------------------------------------------------------------
+    def _prefill(self, pending: dict | None, args: tuple, kwargs: dict, cache: Any) -> tuple[tuple, dict] | None:
+        emb = kwargs.get("inputs_embeds")
+        if pending is None or emb is None:
+            return None
+        mask = kwargs.get("attention_mask")
+        if isinstance(mask, dict) or (isinstance(mask, torch.Tensor) and mask.dim() != 2):
+            raise InputError("attention_mask: tokenprune needs the 2-D padding mask; prepared 4-D masks (static or "
+                             "compiled caches) are not supported, use the default DynamicCache")
+        b, n = emb.shape[:2]
+        valid = mask.bool() if mask is not None else torch.ones(b, n, dtype=torch.bool, device=emb.device)
+        images = self._find_images(pending, b, n, emb.device)
+        st = CallState(batch=b, dense_len=n, dense_valid=valid, left_pad=is_left_padded(valid), images=images,
+                       dense_seen=n)
+        st.bind_cache(cache)
+        self.state = self.last_state = st
+        first = self.config.stages[0]
+        if first.at == PRE_LLM:
+            pos = kwargs.get("position_ids")
+            if pos is None:
+                pos = self.adapter.default_position_ids(b, n, 0, emb.device)
+            cos_sin = self.adapter.position_embeddings(emb, pos)
+            res = self._run(st, 0, emb, None, cos_sin)
+            if res is not None:
+                seg = self._compact(st, res, start_layer=0, via_lm=True)
+                kwargs["inputs_embeds"] = gather_tokens(res.hidden, seg.idx_local, 1)
+                kwargs["position_ids"] = gather_tokens(pos, seg.idx_local, -1)
+                kwargs["attention_mask"] = seg.valid.long()
+        return args, kwargs
+
+    def _layer_stage_prefill(self, st: CallState, i: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
+        cos_sin = kwargs["position_embeddings"]
+        res = self._run(st, self._layer_stage[i], hidden, i, cos_sin)
+        if res is None:
+            return hidden
+        seg = self._compact(st, res, start_layer=i, via_lm=False)
+        idx = seg.idx_local
+        new_hidden = gather_tokens(res.hidden, idx, 1)
+        pk = {"position_embeddings": tuple(gather_tokens(t, idx, -2) for t in cos_sin)}
+        if kwargs.get("position_ids") is not None:
+            pk["position_ids"] = gather_tokens(kwargs["position_ids"], idx, -1)
+        pk["attention_mask"] = self.adapter.make_mask(i, new_hidden, seg.valid, self._cache_of(st))
+        seg.prefill_kwargs = pk
+        return new_hidden
+
+    def _run(self, st: CallState, stage_index: int, hidden: torch.Tensor, layer: int | None,
+             cos_sin: tuple[torch.Tensor, torch.Tensor]) -> StageResult | None:
+        stage = self.config.stages[stage_index]
+        valid = st.current_valid()
+        n_images = [len(r) for r in st.images]
+        frozen = None
+        if self._session is not None and stage_index in self._session:
+            cand = self._session[stage_index]
+            if [len(r) for r in cand] == n_images:
+                frozen = cand
+        gen = torch.Generator().manual_seed(self.config.seed * 1000 + stage_index)
+        attn_layer = layer if layer is not None else 0
+        attention_fn = functools.partial(self._attention, attn_layer, cos_sin)
+        visual_in = [sum(im.alive.numel() for im in row) for row in st.images]
+        res = run_stage(stage, hidden, valid, st.images, layer, gen, attention_fn, frozen)
+        if res is not None:
+            for row, sels in zip(st.images, res.selections):
+                for im, sel in zip(row, sels):
+                    im.alive = im.alive[sel]
+            if self._session is not None:
+                self._session[stage_index] = res.selections
+        st.records.append(StageRecord(
+            stage_index=stage_index, at=stage.at, visual_in=visual_in,
+            kept=[sum(im.alive.numel() for im in row) for row in st.images],
+            kept_local=[[im.alive.tolist() for im in row] for row in st.images]))
+        return res
+
+    def _compact(self, st: CallState, res: StageResult, start_layer: int, via_lm: bool) -> Segment:
+        idx, valid = compaction_index(res.keep, st.left_pad)
+        prev = st.last
+        dense_idx = torch.gather(prev.dense_idx, 1, idx) if prev is not None else idx
+        inv = inverse_index(idx, valid, res.keep.shape[1])
+        for r, row in enumerate(st.images):
+            for im in row:
+                im.pos = inv[r, im.pos]
+                im.pos = im.pos[im.pos >= 0]
+        seg = Segment(start_layer=start_layer, valid=valid, dense_idx=dense_idx, via_lm=via_lm, idx_local=idx)
+        st.segments.append(seg)
+        return seg
+
+    def _find_images(self, pending: dict, b: int, n: int, device: torch.device) -> list[list[ImageSpan]]:
+        """Splits each modality's placeholder positions (row-major) into items by the per-item feature counts."""
+        images: list[list[ImageSpan]] = [[] for _ in range(b)]
+        ids = pending["input_ids"]
+        counts = pending["counts"]
+        if not counts:
+            return images
+        if ids is None:
+            raise InputError("input_ids: tokenprune locates visual tokens by their placeholder ids; pass input_ids "
+                             "(not only inputs_embeds) together with pixel values")
+        for modality, token_id in self.adapter.visual_token_ids().items():
+            c = counts.get(modality, [])
+            rows, cols = (ids == token_id).nonzero(as_tuple=True)
+            if sum(c) != rows.numel():
+                raise InputError(f"input_ids: {rows.numel()} {modality} placeholder tokens but the {modality} "
+                                 f"features have {sum(c)} tokens ({c} per item)")
+            off = 0
+            for k in c:
+                r = rows[off:off + k]
+                if k and bool((r != r[0]).any()):
+                    raise InputError(f"input_ids: a {modality} item's {k} placeholder tokens span several samples")
+                if k:
+                    pos = cols[off:off + k].to(device)
+                    images[int(r[0])].append(ImageSpan(int(r[0]), modality, pos, torch.arange(k, device=device), k))
+                off += k
+        for row in images:
+            row.sort(key=lambda im: int(im.pos[0]))
+        return images
+
+    # -- decode -------------------------------------------------------------------------------------------
+    def _decode_step(self, st: CallState, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        st.phase = "decode"
+        emb = kwargs["inputs_embeds"]
+        q = emb.shape[1]
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            if mask.dim() != 2:
+                raise InputError("attention_mask: prepared 4-D masks are not supported while pruning")
+            tail = mask[:, st.dense_len:].bool()
+        else:
+            tail = torch.ones(st.batch, st.dense_seen + q - st.dense_len, dtype=torch.bool, device=emb.device)
+        if tail.shape[0] != st.batch:
+            raise InputError(f"batch size changed from {st.batch} to {tail.shape[0]} during decoding")
+        st.step_tail, st.step_masks = tail, {}
+        st.dense_seen += q
+        if kwargs.get("position_ids") is None:
+            kwargs["position_ids"] = self.adapter.default_position_ids(st.batch, q, st.dense_seen - q, emb.device)
+        first = st.segments[0]
+        if first.via_lm:
+            kwargs["attention_mask"] = torch.cat([first.valid, tail], dim=1).long()
+        return args, kwargs
+
+    @staticmethod
+    def _cache_of(st: CallState) -> Any:
+        return st.cache_ref() if st.cache_ref is not None else None
+
+    # -- attention scoring --------------------------------------------------------------------------------
+    def _attention(self, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor], view: TokenView,
+                   query: str) -> torch.Tensor:
+        valid = view.valid
+        b, n = valid.shape
+        if query == "last":
+            q_index, q_ok = _last_valid(valid)[:, None], torch.ones(b, 1, dtype=torch.bool, device=valid.device)
+        else:
+            q_index, q_ok = compaction_index(view.text_mask, left=False)
+        with torch.no_grad():
+            q, k = self.adapter.query_key(layer, view.hidden, q_index, *cos_sin)
+            logits = torch.matmul(q.float(), k.float().transpose(-1, -2))  # [B, H, Q, n]
+            keys = torch.arange(n, device=valid.device)
+            allowed = valid[:, None, :] & (keys[None, None, :] <= q_index[:, :, None])  # [B, Q, n]
+            probs = logits.masked_fill(~allowed[:, None], float("-inf")).softmax(-1).mean(1)  # [B, Q, n]
+            vis = torch.gather(probs, 2, view.visual_index[:, None, :].expand(-1, probs.shape[1], -1))
+            see = (view.visual_index[:, None, :] < q_index[:, :, None]) & q_ok[:, :, None]
+            return (vis * see).sum(1) / see.sum(1).clamp(min=1)

@@ -1,0 +1,119 @@
+"""Runs one pruning stage at prefill: budgets, scoring, per-image selection, reduction -> a keep mask."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+from ..config import Stage
+from ..errors import InputError
+from ..registry import REDUCERS, SCORERS, SELECTORS
+from ..scoring.view import TokenView
+
+
+@dataclass
+class ImageSpan:
+    """One image/video item of one batch row, tracked through the stages."""
+
+    row: int
+    modality: str
+    pos: torch.Tensor  # positions of its surviving tokens in the current sequence
+    alive: torch.Tensor  # indices (into the item's original tokens) of its surviving tokens
+    orig_len: int
+
+
+@dataclass
+class StageResult:
+    keep: torch.Tensor  # [B, n] bool: tokens that survive (padding excluded)
+    hidden: torch.Tensor  # [B, n, D] possibly modified by a merging reducer
+    selections: list[list[torch.Tensor]]  # per row, per image: kept indices local to the image's current tokens
+
+
+def budgets(stage: Stage, images: list[list[ImageSpan]]) -> list[list[int]]:
+    """Per-row, per-image keep counts; raises :class:`InputError` when ``keep`` exceeds what an image has."""
+    out = []
+    for b, row in enumerate(images):
+        ks = []
+        for j, im in enumerate(row):
+            k = stage.budget(im.orig_len)
+            avail = im.alive.numel()
+            if k > avail:
+                raise InputError(f"Stage.keep: {stage.keep!r} asks for {k} tokens but {im.modality} {j} of sample {b} "
+                                 f"has {avail} visual tokens at stage {stage.at!r}; allowed: 1..{avail} "
+                                 f"(or a fraction in (0, 1])")
+            ks.append(k)
+        out.append(ks)
+    return out
+
+
+def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[ImageSpan]], ks: list[list[int]],
+               layer: int | None, generator: torch.Generator,
+               attention_fn: Callable[[TokenView, str], torch.Tensor] | None) -> TokenView:
+    b = hidden.shape[0]
+    vmax = max((sum(im.pos.numel() for im in row) for row in images), default=0)
+    dev = hidden.device
+    z = lambda dtype=torch.long: torch.zeros(b, vmax, dtype=dtype, device=dev)  # noqa: E731
+    vi, vm, iid, loc, ilen, bud = z(), z(torch.bool), z(), z(), z(), z()
+    for r, row in enumerate(images):
+        off = 0
+        for j, im in enumerate(row):
+            m = im.pos.numel()
+            sl = slice(off, off + m)
+            vi[r, sl], vm[r, sl], iid[r, sl] = im.pos, True, j
+            loc[r, sl] = torch.arange(m, device=dev)
+            ilen[r, sl], bud[r, sl] = m, ks[r][j]
+            off += m
+    view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, image_id=iid, local_index=loc, image_len=ilen,
+                     budget=bud, valid=valid, layer=layer, generator=generator)
+    if attention_fn is not None:
+        view._attention_fn = lambda query: attention_fn(view, query)
+    return view
+
+
+def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: list[list[ImageSpan]],
+              layer: int | None, generator: torch.Generator,
+              attention_fn: Callable[[TokenView, str], torch.Tensor] | None,
+              frozen: list[list[torch.Tensor]] | None = None) -> StageResult | None:
+    """Selects each image's kept tokens; ``None`` when every image keeps all its tokens (identity).
+
+    ``frozen``: selections from an earlier prefill of the same generate() call, reused so that recomputation
+    without a KV cache sees exactly the same tokens.
+    """
+    ks = budgets(stage, images)
+    if all(k == im.alive.numel() for row, kr in zip(images, ks) for im, k in zip(row, kr)):
+        return None
+    reducer = REDUCERS.get(stage.reducer)
+    selections: list[list[torch.Tensor]] = []
+    scores = view = None
+    if frozen is None:
+        view = build_view(hidden, valid, images, ks, layer, generator, attention_fn)
+        scores = SCORERS.get(stage.scorer)(view, **stage.scorer_kwargs)
+        selector = SELECTORS.get(stage.selector)
+        feats = view.features if getattr(selector, "uses_features", False) else None
+    keep = valid.clone()
+    out_hidden = hidden
+    for r, row in enumerate(images):
+        sel_row, off = [], 0
+        for j, im in enumerate(row):
+            m = im.pos.numel()
+            keep[r, im.pos] = False
+            if frozen is not None:
+                sel = frozen[r][j]
+            else:
+                f = feats[r, off:off + m] if feats is not None else None
+                sel = selector(scores[r, off:off + m], f, ks[r][j])
+                if sel.numel() != ks[r][j] or sel.unique().numel() != sel.numel():
+                    raise RuntimeError(f"selector {stage.selector!r} returned an invalid selection")
+            keep[r, im.pos[sel]] = True
+            if stage.reducer != "drop":
+                if out_hidden is hidden:
+                    out_hidden = hidden.clone()
+                pruned = torch.ones(m, dtype=torch.bool, device=hidden.device)
+                pruned[sel] = False
+                s = scores[r, off:off + m] if scores is not None else torch.ones(m, device=hidden.device)
+                out_hidden[r, im.pos[sel]] = reducer(hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s)
+            sel_row.append(sel)
+            off += m
+        selections.append(sel_row)
+    return StageResult(keep=keep, hidden=out_hidden, selections=selections)

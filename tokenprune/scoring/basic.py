@@ -1,0 +1,28 @@
+"""Query-agnostic baseline scorers: ``random`` and ``uniform``."""
+from __future__ import annotations
+
+import torch
+
+from ..registry import SCORERS
+from .view import TokenView
+
+
+@SCORERS.register("random")
+def random_scores(view: TokenView) -> torch.Tensor:
+    """Uniform random scores from the config's seeded generator (same seed -> same selection)."""
+    b, v = view.visual_index.shape
+    return torch.rand(b, v, generator=view.generator).to(view.hidden.device)
+
+
+@SCORERS.register("uniform")
+def uniform_scores(view: TokenView) -> torch.Tensor:
+    """Spatial stride: for an image of ``N`` tokens and budget ``k`` the tokens ``round(linspace(0, N-1, k))``
+    score 1, the rest 0 (minus a tiny index tie-break), so top-k keeps an even raster-order stride."""
+    n = view.image_len.clamp(min=1).to(torch.float64)
+    k = view.budget.clamp(min=1).to(torch.float64)
+    i = view.local_index.to(torch.float64)
+    # token i is on the grid iff some j in [0, k) has round(j*(N-1)/(k-1)) == i
+    step = torch.where(k > 1, (n - 1) / (k - 1).clamp(min=1), torch.zeros_like(n))
+    j = torch.where(step > 0, torch.round(i / step.clamp(min=1e-9)), torch.zeros_like(i)).clamp(max=k - 1)
+    on_grid = torch.round(j * step) == i
+    return on_grid.to(view.hidden.dtype) - i.to(view.hidden.dtype) * 1e-6

@@ -1,0 +1,60 @@
+"""TokenView: what a pruning stage can see, handed to scorers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+
+@dataclass
+class TokenView:
+    """Visual tokens of a batch at one stage.
+
+    ``hidden``: ``[B, n, D]`` the stage's input sequence (projector-merged embeddings at ``pre_llm``, the hidden
+    states entering layer ``K`` otherwise). ``visual_index``/``visual_mask``: ``[B, V]`` positions of visual tokens in
+    that sequence (rows padded; ``visual_mask`` marks real entries). ``image_id``: ``[B, V]`` which image of the row a
+    token belongs to; ``local_index``/``image_len``/``budget``: a token's index inside its image, the image's current
+    token count and its keep budget. ``valid``: ``[B, n]`` non-padding tokens. ``layer``: the LM layer (``None`` for
+    pre_llm). ``generator``: seeded RNG for stochastic scorers.
+    """
+
+    hidden: torch.Tensor
+    visual_index: torch.Tensor
+    visual_mask: torch.Tensor
+    image_id: torch.Tensor
+    local_index: torch.Tensor
+    image_len: torch.Tensor
+    budget: torch.Tensor
+    valid: torch.Tensor
+    layer: int | None
+    generator: torch.Generator
+    _attention_fn: Callable[[str], torch.Tensor] | None = None
+    _cache: dict = field(default_factory=dict)
+
+    @property
+    def features(self) -> torch.Tensor:
+        """``[B, V, D]`` visual features at this stage."""
+        if "features" not in self._cache:
+            idx = self.visual_index.unsqueeze(-1).expand(-1, -1, self.hidden.shape[-1])
+            self._cache["features"] = torch.gather(self.hidden, 1, idx)
+        return self._cache["features"]
+
+    @property
+    def text_mask(self) -> torch.Tensor:
+        """``[B, n]`` valid tokens that are not visual."""
+        vis = torch.zeros_like(self.valid)
+        vis.scatter_(1, self.visual_index, self.visual_mask)
+        return self.valid & ~vis
+
+    def attention(self, query: str = "last") -> torch.Tensor:
+        """``[B, V]`` text->visual attention at this stage's layer (mean over heads and query tokens).
+
+        Computed from the layer's own q/k projections and rotary embedding, so SDPA/FlashAttention stay on.
+        """
+        key = f"attention:{query}"
+        if key not in self._cache:
+            if self._attention_fn is None:
+                raise RuntimeError("attention is not available at this stage")
+            self._cache[key] = self._attention_fn(query)
+        return self._cache[key]
