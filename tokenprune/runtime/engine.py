@@ -38,6 +38,7 @@ class Runtime:
         a = self.adapter
         self.hooks.pre_hook(a.vlm, self._vlm_pre)
         self.hooks.pre_hook(a.lm, self._lm_pre)
+        self.hooks.post_hook(a.lm, self._lm_post)
         for i, layer in enumerate(a.layers):
             self.hooks.pre_hook(layer, functools.partial(self._layer_pre, i))
         for modality, name in a.feature_methods().items():
@@ -124,11 +125,21 @@ class Runtime:
                              "(its layers hold pruned sequences); start generation from a fresh cache")
         return self._decode_step(st, args, kwargs)
 
+    def _lm_post(self, module: Any, args: tuple, output: Any) -> None:
+        st = self.state
+        if st is not None and st.phase == "prefill":
+            st.bind_cache(getattr(output, "past_key_values", None))  # the LM may have created the cache itself
+            st.phase = "decode"
+            st.current = None
+
     def _layer_pre(self, i: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         st = self.state
         if st is None:
             return None
         if st.phase == "prefill" and i in self._layer_stage:
+            prev = st.last
+            if prev is not None and not prev.via_lm:
+                kwargs.update(prev.prefill_kwargs)  # the stage sees the previous segment's positions
             hidden = args[0] if args else kwargs["hidden_states"]
             hidden = self._layer_stage_prefill(st, i, hidden, kwargs)
             args = (hidden,) + tuple(args[1:]) if args else args
@@ -265,7 +276,6 @@ class Runtime:
 
     # -- decode -------------------------------------------------------------------------------------------
     def _decode_step(self, st: CallState, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        st.phase = "decode"
         emb = kwargs["inputs_embeds"]
         q = emb.shape[1]
         mask = kwargs.get("attention_mask")

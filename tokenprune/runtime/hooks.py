@@ -22,6 +22,9 @@ class HookSet:
     def pre_hook(self, module: nn.Module, fn: Callable) -> None:
         self._handles.append(module.register_forward_pre_hook(fn, with_kwargs=True))
 
+    def post_hook(self, module: nn.Module, fn: Callable) -> None:
+        self._handles.append(module.register_forward_hook(fn))
+
     def patch(self, obj: Any, name: str, value: Any) -> None:
         previous = obj.__dict__.get(name, _MISSING)
         self._patches.append((obj, name, previous))
