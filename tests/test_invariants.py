@@ -108,23 +108,28 @@ def test_generate_beams_and_sampling(family):
 
 
 def test_manual_decode_loop_matches_generate(family):
-    """A hand-written cached decode loop (no position_ids given) sees the same positions as generate()."""
+    """A hand-written cached decode loop that passes no position_ids gets the unpruned model's positions."""
     model = tiny(family)
-    inputs = batch(family, model)
-    with tp.pruned(model, PruneConfig([Stage("pre_llm", keep=0.5, scorer="uniform")])):
+    full = batch(family, model)
+    inputs = {k: (v[:1] if k in ("input_ids", "attention_mask", "mm_token_type_ids") else v) for k, v in full.items()}
+    keep = inputs["attention_mask"][0].bool()
+    inputs["input_ids"], inputs["attention_mask"] = inputs["input_ids"][:, keep], inputs["attention_mask"][:, keep]
+    if "mm_token_type_ids" in inputs:
+        inputs["mm_token_type_ids"] = inputs["mm_token_type_ids"][:, keep]
+    for k in ("pixel_values", "image_sizes", "image_grid_thw"):  # row 0 holds the first image only
+        if k in inputs and not family.startswith("qwen"):
+            inputs[k] = inputs[k][:1]
+    if family.startswith("qwen"):
+        n = int(inputs["image_grid_thw"][0].prod())
+        inputs["pixel_values"], inputs["image_grid_thw"] = inputs["pixel_values"][:n], inputs["image_grid_thw"][:1]
+    pick = lambda logits: logits[:, -1:].index_fill(-1, torch.tensor(SUPPRESS), float("-inf")).argmax(-1)  # noqa: E731
+    with tp.pruned(model, PruneConfig([Stage("pre_llm", keep=0.5, scorer="uniform"), Stage(2, keep=2)])):
         gen = model.generate(**inputs, max_new_tokens=4, do_sample=False, **GEN)
-        if family.startswith("qwen"):
-            return  # Qwen's processor-made mm_token_type_ids/rope_deltas path is covered by generate() above
-        pos0 = (inputs["attention_mask"].cumsum(-1) - 1).clamp(min=0)  # generate()'s prefill positions
-        out = model(**inputs, position_ids=pos0, use_cache=True)
+        out = model(**inputs, use_cache=True)
         cache, mask = out.past_key_values, inputs["attention_mask"]
-        pick = lambda logits: logits[:, -1:].index_fill(-1, torch.tensor(SUPPRESS), float("-inf")).argmax(-1)  # noqa: E731
-        tok = pick(out.logits)
-        toks = [tok]
+        toks = [pick(out.logits)]
         for _ in range(3):
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], 1)
-            pos = (mask.cumsum(-1) - 1)[:, -1:]
-            out = model(input_ids=tok, attention_mask=mask, past_key_values=cache, position_ids=pos)
-            tok = pick(out.logits)
-            toks.append(tok)
+            out = model(input_ids=toks[-1], attention_mask=mask, past_key_values=cache)
+            toks.append(pick(out.logits))
     assert torch.equal(torch.cat(toks, 1), gen[:, -4:])

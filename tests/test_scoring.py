@@ -1,0 +1,80 @@
+"""Scorers, selectors and compaction helpers on known answers."""
+import pytest
+import torch
+
+import tokenprune as tp
+from tokenprune import PruneConfig, Stage
+from tokenprune.registry import SCORERS
+from tokenprune.runtime.compact import compaction_index, gather_tokens, inverse_index, is_left_padded
+from tokenprune.scoring.view import TokenView
+from tokenprune.selection import topk
+
+from .conftest import batch, tiny
+
+CAPTURED = {}
+
+
+@SCORERS.register("_capture_attention")
+def _capture(view: TokenView, *, query: str = "last") -> torch.Tensor:
+    s = view.attention(query)
+    CAPTURED["scores"], CAPTURED["view"] = s, view
+    return s
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "qwen3_vl"])
+@pytest.mark.parametrize("layer", [1, 3])
+def test_attention_scorer_equals_eager_attention_weights(family, layer):
+    """Our q/k recomputation (SDPA stays on) reproduces the eager attention probabilities at layer K."""
+    model = tiny(family, "eager")
+    inputs = batch(family, model)
+    dense = model(**inputs, output_attentions=True)
+    att = dense.attentions[layer].mean(1)  # [B, n, n]
+    with tp.pruned(model, PruneConfig([Stage(layer, keep=0.5, scorer="_capture_attention")])):
+        model(**inputs)
+    view, scores = CAPTURED["view"], CAPTURED["scores"]
+    last = att[:, -1, :]  # left padding: the last position is every row's last token
+    expect = torch.gather(last, 1, view.visual_index) * view.visual_mask
+    torch.testing.assert_close(scores * view.visual_mask, expect, atol=1e-5, rtol=1e-4)
+
+
+def test_uniform_scores_give_even_stride():
+    v, k = 16, 4
+    view = TokenView(hidden=torch.zeros(1, v, 2), visual_index=torch.arange(v)[None], visual_mask=torch.ones(1, v, dtype=torch.bool),
+                     image_id=torch.zeros(1, v, dtype=torch.long), local_index=torch.arange(v)[None],
+                     image_len=torch.full((1, v), v), budget=torch.full((1, v), k), valid=torch.ones(1, v, dtype=torch.bool),
+                     layer=None, generator=torch.Generator())
+    s = SCORERS.get("uniform")(view)
+    assert topk(s[0], None, k).tolist() == [0, 5, 10, 15]
+
+
+def test_topk_returns_sorted_unique():
+    s = torch.tensor([0.1, 0.9, 0.5, 0.9, 0.2])
+    assert topk(s, None, 3).tolist() == [1, 2, 3]
+
+
+def test_compaction_left_and_right():
+    keep = torch.tensor([[0, 1, 1, 0, 1], [1, 1, 0, 0, 0]], dtype=torch.bool)
+    idx, valid = compaction_index(keep, left=True)
+    assert valid.tolist() == [[True, True, True], [False, True, True]]
+    assert idx[0].tolist() == [1, 2, 4] and idx[1, 1:].tolist() == [0, 1]
+    idx_r, valid_r = compaction_index(keep, left=False)
+    assert valid_r.tolist() == [[True, True, True], [True, True, False]]
+    assert idx_r[0].tolist() == [1, 2, 4] and idx_r[1, :2].tolist() == [0, 1]
+    inv = inverse_index(idx, valid, 5)
+    assert inv.tolist() == [[-1, 0, 1, -1, 2], [1, 2, -1, -1, -1]]
+    x = torch.arange(10.).view(2, 5)
+    assert gather_tokens(x[None].expand(3, -1, -1), idx, -1)[2, 0].tolist() == [1.0, 2.0, 4.0]
+    assert is_left_padded(torch.tensor([[0, 1], [1, 1]], dtype=torch.bool))
+    assert not is_left_padded(torch.tensor([[1, 0], [1, 1]], dtype=torch.bool))
+
+
+def test_fastv_prefers_attended_tokens():
+    """With queries from the text, the kept set differs from a random one and is stable across calls."""
+    model = tiny("llava")
+    inputs = batch("llava", model)
+    with tp.pruned(model, "fastv", keep=4, layer=2) as h:
+        model(**inputs)
+        a = h.stats.stages[0].kept_indices
+        model(**inputs)
+        assert h.stats.stages[0].kept_indices == a
+    assert all(len(img) == 4 for row in a for img in row)
