@@ -11,6 +11,12 @@ from .registry import REDUCERS, SCORERS, SELECTORS
 PRE_LLM = "pre_llm"
 
 
+def _keyword_options(fn: Any) -> list[str]:
+    """Keyword-only parameters of a scorer/selector/reducer: the options a Stage may set for it."""
+    params = inspect.signature(fn).parameters
+    return [p for p in params if params[p].kind == inspect.Parameter.KEYWORD_ONLY]
+
+
 class Stage:
     """One pruning step: where (``at``), how many visual tokens survive (``keep``) and how they are chosen.
 
@@ -18,7 +24,8 @@ class Stage:
     (layers ``>= K`` see only the kept tokens).
     ``keep``: an ``int`` number of visual tokens kept *per image* or a ``float`` fraction in ``(0, 1]`` of each
     image's original visual tokens.
-    Extra keyword arguments are passed to the scorer (e.g. ``query="text"`` for ``attention``).
+    Extra keyword arguments are options of the scorer, selector or reducer (each option goes to the one whose
+    keyword-only parameters name it), e.g. ``query="text"`` for ``attention`` or ``lam=0.5`` for ``mmr``.
     """
 
     def __init__(
@@ -28,14 +35,14 @@ class Stage:
         scorer: str = "attention",
         selector: str = "topk",
         reducer: str = "drop",
-        **scorer_kwargs: Any,
+        **options: Any,
     ) -> None:
         self.at = at
         self.keep = keep
         self.scorer = scorer
         self.selector = selector
         self.reducer = reducer
-        self.scorer_kwargs = dict(scorer_kwargs)
+        self.options = dict(options)
         self.validate()
 
     # -- validation ---------------------------------------------------------------------------------------
@@ -53,17 +60,22 @@ class Stage:
             raise ConfigError(f"Stage.keep: got {keep}; an int keep must be >= 1 (tokens per image)")
         if isinstance(keep, float) and not (0.0 < keep <= 1.0):
             raise ConfigError(f"Stage.keep: got {keep}; a fractional keep must be in (0, 1]")
-        scorer = SCORERS.get(self.scorer, "Stage.scorer")
-        SELECTORS.get(self.selector, "Stage.selector")
-        REDUCERS.get(self.reducer, "Stage.reducer")
-        params = inspect.signature(scorer).parameters
-        allowed = [p for p in list(params)[1:] if params[p].kind == inspect.Parameter.KEYWORD_ONLY]
-        for k in self.scorer_kwargs:
-            if k not in allowed:
-                raise ConfigError(f"Stage.{k}: not an option of scorer {self.scorer!r}; allowed: {allowed or 'none'}")
-        check = getattr(scorer, "check_options", None)
-        if check is not None:
-            check(**self.scorer_kwargs)
+        parts = {"scorer": SCORERS.get(self.scorer, "Stage.scorer"),
+                 "selector": SELECTORS.get(self.selector, "Stage.selector"),
+                 "reducer": REDUCERS.get(self.reducer, "Stage.reducer")}
+        routed: dict[str, dict[str, Any]] = {k: {} for k in parts}
+        for key, value in self.options.items():
+            owners = [k for k, fn in parts.items() if key in _keyword_options(fn)]
+            if not owners:
+                allowed = {f"{k} {getattr(self, k)!r}": _keyword_options(fn) or "none" for k, fn in parts.items()}
+                raise ConfigError(f"Stage.{key}: not an option of this stage; allowed: {allowed}")
+            routed[owners[0]][key] = value
+        for kind, fn in parts.items():
+            check = getattr(fn, "check_options", None)
+            if check is not None:
+                check(**routed[kind])
+        self.scorer_kwargs, self.selector_kwargs, self.reducer_kwargs = (
+            routed["scorer"], routed["selector"], routed["reducer"])
 
     @property
     def layer(self) -> int | None:
@@ -78,7 +90,7 @@ class Stage:
 
     def to_dict(self) -> dict[str, Any]:
         return {"at": self.at, "keep": self.keep, "scorer": self.scorer, "selector": self.selector,
-                "reducer": self.reducer, **self.scorer_kwargs}
+                "reducer": self.reducer, **self.options}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Stage":

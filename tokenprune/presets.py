@@ -9,6 +9,10 @@ from .errors import ConfigError
 PRESETS: dict[str, tuple[str, Callable[[], list[dict[str, Any]]]]] = {
     "fastv": ("FastV (Chen et al. 2024): text->visual attention of the last token at LM layer 2, keep 25%",
               lambda: [dict(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")]),
+    "divprune": ("DivPrune (Alvar et al., CVPR 2025): max-min diversity on projector features before the LM, keep 25%",
+                 lambda: [dict(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin", reducer="drop")]),
+    "idpruner": ("IDPruner-style MMR: 0.5·importance (layer-0 text->visual attention) − 0.5·redundancy, pre-LLM, keep 25%",
+                 lambda: [dict(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="drop", lam=0.5)]),
     "random": ("Seeded random visual tokens before the LM, keep 25% (a baseline)",
                lambda: [dict(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")]),
     "uniform": ("Evenly strided visual tokens before the LM, keep 25% (a spatial baseline)",

@@ -1,4 +1,7 @@
-"""Reducers: turn a selection into the kept hidden states. ``drop`` discards the pruned tokens."""
+"""Reducers: ``reduce(hidden[V, D], keep_idx[k], pruned_idx[V-k], scores[V], **options) -> [k, D]``.
+
+They return the rows that replace the kept tokens of one image; the runtime then drops the pruned rows.
+"""
 from __future__ import annotations
 
 import torch
@@ -8,9 +11,25 @@ from .registry import REDUCERS
 
 @REDUCERS.register("drop")
 def drop(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-    """Returns ``hidden`` unchanged: the pruned rows are simply not gathered by the runtime.
-
-    ``hidden``: ``[V, D]`` one image's visual tokens; ``keep_idx``/``pruned_idx`` index into it. Reducers return the
-    ``[len(keep_idx), D]`` rows that replace the kept tokens.
-    """
+    """The kept rows unchanged: pruned tokens are discarded."""
     return hidden[keep_idx]
+
+
+@REDUCERS.register("merge")
+def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+    """Each pruned token joins its most similar kept token (cosine); a kept token becomes the weighted mean of its
+    group with weights ``w = max(score, 1e-6)``, so ``Σ_groups W_g · merged_g = Σ_i w_i · x_i``. The merged token
+    keeps the position of the kept token it replaces."""
+    kept = hidden[keep_idx]
+    if pruned_idx.numel() == 0:
+        return kept
+    w = scores.float().clamp(min=1e-6)
+    f = torch.nn.functional.normalize(hidden.float(), dim=-1)
+    target = (f[pruned_idx] @ f[keep_idx].T).argmax(1)  # [V-k] -> index into keep_idx
+    num = kept.float() * w[keep_idx, None]
+    num = num.index_add(0, target, hidden[pruned_idx].float() * w[pruned_idx, None])
+    den = w[keep_idx].index_add(0, target, w[pruned_idx])
+    return (num / den[:, None]).to(hidden.dtype)
+
+
+merge.needs_scores = True  # type: ignore[attr-defined]

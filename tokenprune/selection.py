@@ -1,13 +1,76 @@
-"""Selectors: ``select(scores[V], features[V, D], k) -> LongTensor[k]`` sorted ascending (original order)."""
+"""Selectors: ``select(scores[V], features[V, D] | None, k, **options) -> LongTensor[k]`` sorted ascending.
+
+Selectors that need features set ``uses_features = True``; the runtime then passes the stage's visual features.
+"""
 from __future__ import annotations
 
 import torch
 
+from .errors import ConfigError
 from .registry import SELECTORS
 
 
 @SELECTORS.register("topk")
-def topk(scores: torch.Tensor, features: torch.Tensor, k: int) -> torch.Tensor:
+def topk(scores: torch.Tensor, features: torch.Tensor | None, k: int) -> torch.Tensor:
     """The ``k`` highest scores (ties broken by lower index), returned in original order."""
     order = torch.argsort(scores.float(), descending=True, stable=True)
     return order[:k].sort().values
+
+
+def _cosine(features: torch.Tensor) -> torch.Tensor:
+    f = torch.nn.functional.normalize(features.float(), dim=-1)
+    return f @ f.T
+
+
+def _first_diverse(sim: torch.Tensor) -> int:
+    """DivPrune's first pick: the token whose nearest neighbour (cosine distance) is farthest."""
+    dist = 1.0 - sim
+    dist.fill_diagonal_(float("inf"))
+    return int(dist.min(1).values.argmax())
+
+
+@SELECTORS.register("maxmin")
+def maxmin(scores: torch.Tensor, features: torch.Tensor | None, k: int) -> torch.Tensor:
+    """DivPrune (Alvar et al., CVPR 2025): farthest-point selection on cosine distance ``1 - cos(x_i, x_j)``.
+
+    First pick: ``argmax_i min_{j≠i} d(i, j)``; then repeatedly ``argmax_i min_{s∈S} d(i, s)``. Scores are ignored.
+    """
+    return mmr(scores, features, k, lam=0.0)
+
+
+@SELECTORS.register("mmr")
+def mmr(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, lam: float = 0.5) -> torch.Tensor:
+    """Maximal marginal relevance (IDPruner): greedily pick ``argmax λ·imp_i − (1−λ)·max_{s∈S} cos(x_i, x_s)``.
+
+    ``imp`` = the stage's scores min-max normalised to [0, 1] over the image. ``λ = 1`` is top-k; ``λ = 0`` is pure
+    diversity (identical to ``maxmin``, including its first pick).
+    """
+    v = scores.shape[0]
+    sim = _cosine(features)
+    s = scores.float()
+    span = (s.max() - s.min()).clamp(min=1e-12)
+    imp = (s - s.min()) / span
+    chosen = torch.zeros(v, dtype=torch.bool, device=scores.device)
+    max_sim = torch.zeros(v, device=scores.device)
+    picks = []
+    for step in range(k):
+        if step == 0 and lam == 0.0:
+            i = _first_diverse(sim.clone())
+        else:
+            obj = lam * imp - (1.0 - lam) * max_sim
+            obj = obj.masked_fill(chosen, float("-inf"))
+            i = int(torch.argmax(obj))  # first maximum: ties go to the lower index
+        picks.append(i)
+        chosen[i] = True
+        max_sim = torch.maximum(max_sim, sim[i]) if step else sim[i].clone()
+    return torch.tensor(sorted(picks), dtype=torch.long, device=scores.device)
+
+
+def _check_mmr(*, lam: float = 0.5) -> None:
+    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= float(lam) <= 1.0:
+        raise ConfigError(f"Stage.lam: got {lam!r}; allowed: a number in [0, 1]")
+
+
+maxmin.uses_features = True  # type: ignore[attr-defined]
+mmr.uses_features = True  # type: ignore[attr-defined]
+mmr.check_options = _check_mmr  # type: ignore[attr-defined]

@@ -30,7 +30,7 @@ class Runtime:
         self.state: CallState | None = None
         self.last_state: CallState | None = None
         self._pending: dict[str, Any] | None = None
-        self._session: dict[int, list[list[torch.Tensor]]] | None = None
+        self._session: dict[int, StageResult] | None = None
         self._layer_stage = {s.layer: i for i, s in enumerate(config.stages) if s.layer is not None}
 
     # -- attach / detach ----------------------------------------------------------------------------------
@@ -213,7 +213,7 @@ class Runtime:
         frozen = None
         if self._session is not None and stage_index in self._session:
             cand = self._session[stage_index]
-            if [len(r) for r in cand] == n_images:
+            if [len(r) for r in cand.selections] == n_images:
                 frozen = cand
         gen = torch.Generator().manual_seed(self.config.seed * 1000 + stage_index)
         attn_layer = layer if layer is not None else 0
@@ -225,7 +225,7 @@ class Runtime:
                 for im, sel in zip(row, sels):
                     im.alive = im.alive[sel]
             if self._session is not None:
-                self._session[stage_index] = res.selections
+                self._session[stage_index] = res
         st.records.append(StageRecord(
             stage_index=stage_index, at=stage.at, visual_in=visual_in,
             kept=[sum(im.alive.numel() for im in row) for row in st.images],

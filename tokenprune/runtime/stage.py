@@ -28,6 +28,7 @@ class StageResult:
     keep: torch.Tensor  # [B, n] bool: tokens that survive (padding excluded)
     hidden: torch.Tensor  # [B, n, D] possibly modified by a merging reducer
     selections: list[list[torch.Tensor]]  # per row, per image: kept indices local to the image's current tokens
+    scores: list[list[torch.Tensor]]  # per row, per image: the scores the selection was made from
 
 
 def budgets(stage: Stage, images: list[list[ImageSpan]]) -> list[list[int]]:
@@ -74,18 +75,19 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Imag
 def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: list[list[ImageSpan]],
               layer: int | None, generator: torch.Generator,
               attention_fn: Callable[[TokenView, str], torch.Tensor] | None,
-              frozen: list[list[torch.Tensor]] | None = None) -> StageResult | None:
+              frozen: StageResult | None = None) -> StageResult | None:
     """Selects each image's kept tokens; ``None`` when every image keeps all its tokens (identity).
 
-    ``frozen``: selections from an earlier prefill of the same generate() call, reused so that recomputation
-    without a KV cache sees exactly the same tokens.
+    ``frozen``: the result of an earlier prefill of the same generate() call; its selections and scores are reused
+    so that recomputation without a KV cache sees exactly the same tokens (and merges them identically).
     """
     ks = budgets(stage, images)
     if all(k == im.alive.numel() for row, kr in zip(images, ks) for im, k in zip(row, kr)):
         return None
     reducer = REDUCERS.get(stage.reducer)
     selections: list[list[torch.Tensor]] = []
-    scores = view = None
+    all_scores: list[list[torch.Tensor]] = []
+    scores = view = feats = None
     if frozen is None:
         view = build_view(hidden, valid, images, ks, layer, generator, attention_fn)
         scores = SCORERS.get(stage.scorer)(view, **stage.scorer_kwargs)
@@ -94,15 +96,16 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
     keep = valid.clone()
     out_hidden = hidden
     for r, row in enumerate(images):
-        sel_row, off = [], 0
+        sel_row, score_row, off = [], [], 0
         for j, im in enumerate(row):
             m = im.pos.numel()
             keep[r, im.pos] = False
             if frozen is not None:
-                sel = frozen[r][j]
+                sel, s = frozen.selections[r][j], frozen.scores[r][j]
             else:
                 f = feats[r, off:off + m] if feats is not None else None
-                sel = selector(scores[r, off:off + m], f, ks[r][j])
+                s = scores[r, off:off + m]
+                sel = selector(s, f, ks[r][j], **stage.selector_kwargs)
                 if sel.numel() != ks[r][j] or sel.unique().numel() != sel.numel():
                     raise RuntimeError(f"selector {stage.selector!r} returned an invalid selection")
             keep[r, im.pos[sel]] = True
@@ -111,9 +114,11 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
                     out_hidden = hidden.clone()
                 pruned = torch.ones(m, dtype=torch.bool, device=hidden.device)
                 pruned[sel] = False
-                s = scores[r, off:off + m] if scores is not None else torch.ones(m, device=hidden.device)
-                out_hidden[r, im.pos[sel]] = reducer(hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s)
+                out_hidden[r, im.pos[sel]] = reducer(hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s,
+                                                     **stage.reducer_kwargs)
             sel_row.append(sel)
+            score_row.append(s)
             off += m
         selections.append(sel_row)
-    return StageResult(keep=keep, hidden=out_hidden, selections=selections)
+        all_scores.append(score_row)
+    return StageResult(keep=keep, hidden=out_hidden, selections=selections, scores=all_scores)

@@ -26,3 +26,9 @@ def uniform_scores(view: TokenView) -> torch.Tensor:
     j = torch.where(step > 0, torch.round(i / step.clamp(min=1e-9)), torch.zeros_like(i)).clamp(max=k - 1)
     on_grid = torch.round(j * step) == i
     return on_grid.to(view.hidden.dtype) - i.to(view.hidden.dtype) * 1e-6
+
+
+@SCORERS.register("norm")
+def norm_scores(view: TokenView) -> torch.Tensor:
+    """L2 norm of each visual feature at this stage: a query-free importance (e.g. for ``mmr``)."""
+    return view.features.float().norm(dim=-1)

@@ -1,0 +1,53 @@
+"""Every preset (and the merge reducer) through the core invariants on every family."""
+import pytest
+import torch
+
+import tokenprune as tp
+from tokenprune import PruneConfig, Stage
+
+from .conftest import GEN, batch, tiny
+from .reference import capture_lm_inputs, reference_row_logits
+
+PRESETS = tp.preset_names()
+MERGE = {
+    "merge_pre": PruneConfig([Stage("pre_llm", keep=0.5, scorer="norm", selector="maxmin", reducer="merge")]),
+    "merge_k2": PruneConfig([Stage(2, keep=0.25, selector="mmr", reducer="merge", lam=0.7)]),
+}
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_preset_invariants(family, preset):
+    model = tiny(family)
+    inputs = batch(family, model)
+    lm_kwargs = capture_lm_inputs(model, inputs)
+    dense = model(**inputs).logits
+    with tp.pruned(model, preset, keep=1.0):
+        assert torch.equal(model(**inputs).logits, dense)  # keep-all identity
+    with tp.pruned(model, preset, keep=0.5) as h:
+        out = model(**inputs).logits
+        seg = h._runtime.last_state.segments[-1]
+        cached = model.generate(**inputs, max_new_tokens=8, do_sample=False, **GEN)
+        recomputed = model.generate(**inputs, max_new_tokens=8, do_sample=False, use_cache=False, **GEN)
+    assert torch.equal(cached, recomputed)
+    for row in range(out.shape[0]):
+        ref = reference_row_logits(model, lm_kwargs, row, [(seg.start_layer, seg.dense_idx[row][seg.valid[row]])])
+        torch.testing.assert_close(out[row][seg.valid[row]], ref, atol=1e-5, rtol=1e-5)
+    assert torch.equal(model(**inputs).logits, dense)  # removed
+
+
+@pytest.mark.parametrize("name", sorted(MERGE))
+def test_merge_generate(family, name):
+    model = tiny(family)
+    inputs = batch(family, model, padding="right")
+    cfg = MERGE[name]
+    with tp.pruned(model, PruneConfig([Stage(s.at, keep=1.0, scorer=s.scorer, selector=s.selector,
+                                             reducer="merge", **s.options) for s in cfg.stages])):
+        keep_all = model(**inputs).logits
+    assert torch.equal(keep_all, model(**inputs).logits)
+    with tp.pruned(model, cfg) as h:
+        out = model(**inputs).logits
+        cached = model.generate(**inputs, max_new_tokens=8, do_sample=False, **GEN)
+        recomputed = model.generate(**inputs, max_new_tokens=8, do_sample=False, use_cache=False, **GEN)
+        kept = h.stats.stages[0].kept
+    assert torch.equal(cached, recomputed)
+    assert kept[0] < (inputs["input_ids"][0] == 150).sum() and torch.isfinite(out).all()

@@ -1,0 +1,77 @@
+"""Known-answer tests for diversity selectors and the merge reducer."""
+import pytest
+import torch
+
+from tokenprune import ConfigError, Stage
+from tokenprune.reduce import merge
+from tokenprune.selection import maxmin, mmr, topk
+
+
+def spread_set(k: int = 4, dup: int = 12, d: int = 8, seed: int = 0):
+    """``k`` orthogonal directions, plus ``dup`` near-copies of the first one."""
+    g = torch.Generator().manual_seed(seed)
+    base = torch.eye(d)[:k] * 3.0
+    copies = base[0] + 0.01 * torch.randn(dup, d, generator=g)
+    feats = torch.cat([copies[: dup // 2], base, copies[dup // 2:]])
+    directions = list(range(dup // 2, dup // 2 + k))
+    return feats, directions
+
+
+def test_maxmin_returns_the_most_spread_points():
+    feats, directions = spread_set()
+    sel = maxmin(torch.zeros(len(feats)), feats, 4)
+    picked_dirs = {int(torch.nn.functional.normalize(feats[i], dim=0).argmax()) for i in sel}
+    assert picked_dirs == {0, 1, 2, 3}  # one per direction, never two near-copies
+    assert set(sel.tolist()) >= set(directions[1:])
+
+
+def test_maxmin_first_pick_is_the_isolated_point():
+    feats = torch.tensor([[1.0, 0.0], [0.99, 0.1], [0.98, 0.2], [0.0, 1.0]])
+    # a size-1 selection is just the first pick: the point whose nearest neighbour is farthest
+    assert maxmin(torch.zeros(4), feats, 1).tolist() == [3]
+
+
+def test_mmr_limits():
+    g = torch.Generator().manual_seed(1)
+    feats, scores = torch.randn(40, 16, generator=g), torch.rand(40, generator=g)
+    assert torch.equal(mmr(scores, feats, 10, lam=1.0), topk(scores, feats, 10))
+    assert torch.equal(mmr(scores, feats, 10, lam=0.0), maxmin(scores, feats, 10))
+    mid = mmr(scores, feats, 10, lam=0.5)
+    assert mid.numel() == 10 and mid.unique().numel() == 10 and torch.all(mid[1:] > mid[:-1])
+
+
+def test_mmr_trades_importance_for_diversity():
+    feats, _ = spread_set(k=2, dup=6)
+    scores = torch.zeros(len(feats))
+    scores[:3] = 1.0  # the near-copies are the most "important"
+    top = mmr(scores, feats, 2, lam=1.0)
+    div = mmr(scores, feats, 2, lam=0.3)
+    cos = lambda i, j: torch.nn.functional.cosine_similarity(feats[i], feats[j], dim=0)  # noqa: E731
+    assert cos(*top.tolist()) > 0.99 and cos(*div.tolist()) < 0.1
+
+
+@pytest.mark.parametrize("lam", [-0.1, 1.5, "x", True])
+def test_mmr_lambda_validated(lam):
+    with pytest.raises(ConfigError, match=r"Stage.lam: .* allowed: a number in \[0, 1\]"):
+        Stage("pre_llm", keep=4, scorer="norm", selector="mmr", lam=lam)
+
+
+def test_options_route_to_their_owner():
+    s = Stage(2, keep=8, scorer="attention", selector="mmr", query="text", lam=0.3)
+    assert s.scorer_kwargs == {"query": "text"} and s.selector_kwargs == {"lam": 0.3}
+    assert Stage.from_dict(s.to_dict()) == s
+    with pytest.raises(ConfigError, match="Stage.lam: not an option"):
+        Stage(2, keep=8, lam=0.3)  # topk has no lam
+
+
+def test_merge_preserves_score_weighted_sum():
+    g = torch.Generator().manual_seed(2)
+    x, s = torch.randn(20, 6, generator=g), torch.rand(20, generator=g)
+    keep = torch.tensor([1, 4, 9, 15])
+    pruned = torch.tensor([i for i in range(20) if i not in keep.tolist()])
+    merged = merge(x, keep, pruned, s)
+    f = torch.nn.functional.normalize(x, dim=-1)
+    target = (f[pruned] @ f[keep].T).argmax(1)
+    group_w = s[keep].clone().index_add(0, target, s[pruned])
+    torch.testing.assert_close((merged * group_w[:, None]).sum(0), (x * s[:, None]).sum(0), atol=1e-5, rtol=1e-5)
+    assert torch.equal(merge(x, keep, pruned[:0], s), x[keep])  # nothing pruned: unchanged
