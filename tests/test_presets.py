@@ -19,6 +19,11 @@ MERGE = {
 def test_preset_invariants(family, preset):
     model = tiny(family)
     inputs = batch(family, model)
+    stage = PruneConfig.from_preset(preset).stages[0]
+    if stage.scorer == "cls_attention" and family != "llava":
+        with pytest.raises(tp.UnsupportedModelError, match="implemented for: llava"):
+            tp.apply(model, preset)
+        return
     lm_kwargs = capture_lm_inputs(model, inputs)
     dense = model(**inputs).logits
     with tp.pruned(model, preset, keep=1.0):
@@ -29,7 +34,7 @@ def test_preset_invariants(family, preset):
         cached = model.generate(**inputs, max_new_tokens=8, do_sample=False, **GEN)
         recomputed = model.generate(**inputs, max_new_tokens=8, do_sample=False, use_cache=False, **GEN)
     assert torch.equal(cached, recomputed)
-    for row in range(out.shape[0]):
+    for row in range(out.shape[0] if stage.reducer == "drop" else 0):  # merged embeddings differ by design
         ref = reference_row_logits(model, lm_kwargs, row, [(seg.start_layer, seg.dense_idx[row][seg.valid[row]])])
         torch.testing.assert_close(out[row][seg.valid[row]], ref, atol=1e-5, rtol=1e-5)
     assert torch.equal(model(**inputs).logits, dense)  # removed

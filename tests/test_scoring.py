@@ -78,3 +78,31 @@ def test_fastv_prefers_attended_tokens():
         model(**inputs)
         assert h.stats.stages[0].kept_indices == a
     assert all(len(img) == 4 for row in a for img in row)
+
+
+def test_cls_attention_equals_clip_eager_attention():
+    """The [CLS] row of the CLIP layer feeding the projector, recomputed from q/k, equals eager attention weights."""
+    model = tiny("llava", "eager")
+    inputs = batch("llava", model)
+    tower = model.model.vision_tower
+    vis = tower(inputs["pixel_values"], output_attentions=True, output_hidden_states=True)
+    layer = model.config.vision_feature_layer % len(vis.hidden_states) - 1
+    expect = vis.attentions[layer].mean(1)[:, 0, 1:]  # [images, patches]
+    with tp.pruned(model, "visionzip", keep=4) as h:
+        model(**inputs)
+        st = h._runtime.last_state
+    got = [im.vision for row in st.images for im in row]
+    assert len(got) == expect.shape[0] == 3
+    # images appear in batch order (row 0, then row 1's two images), as in pixel_values
+    torch.testing.assert_close(torch.stack(got), expect, atol=1e-5, rtol=1e-4)
+
+
+def test_visionzip_keeps_highest_cls_attention():
+    model = tiny("llava")
+    inputs = batch("llava", model)
+    with tp.pruned(model, "visionzip", keep=4) as h:
+        model(**inputs)
+        st, stats = h._runtime.last_state, h.stats
+    for row, kept_row in zip(st.images, stats.stages[0].kept_indices):
+        for im, kept in zip(row, kept_row):
+            assert sorted(kept) == sorted(torch.topk(im.vision, 4).indices.tolist())

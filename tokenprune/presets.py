@@ -13,6 +13,9 @@ PRESETS: dict[str, tuple[str, Callable[[], list[dict[str, Any]]]]] = {
                  lambda: [dict(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin", reducer="drop")]),
     "idpruner": ("IDPruner-style MMR: 0.5·importance (layer-0 text->visual attention) − 0.5·redundancy, pre-LLM, keep 25%",
                  lambda: [dict(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="drop", lam=0.5)]),
+    "visionzip": ("VisionZip-style: vision-tower [CLS] attention picks dominant tokens, the rest merge into their most "
+                  "similar kept token, pre-LLM, keep 64 per image (LLaVA family)",
+                  lambda: [dict(at=PRE_LLM, keep=64, scorer="cls_attention", selector="topk", reducer="merge")]),
     "random": ("Seeded random visual tokens before the LM, keep 25% (a baseline)",
                lambda: [dict(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")]),
     "uniform": ("Evenly strided visual tokens before the LM, keep 25% (a spatial baseline)",

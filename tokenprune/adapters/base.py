@@ -38,6 +38,8 @@ class Adapter:
     model_types: ClassVar[tuple[str, ...]] = ()
     #: rows of M-RoPE position ids (0 = plain 1-D positions ``[B, n]``)
     mrope: ClassVar[int] = 0
+    #: whether :meth:`cls_attention` is implemented (vision-tower [CLS] attention scorers)
+    supports_cls_attention: ClassVar[bool] = False
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model
@@ -133,6 +135,12 @@ class Adapter:
               else masking_utils.create_causal_mask)
         return fn(config=self.text_config, inputs_embeds=hidden, attention_mask=mask2d,
                   past_key_values=cache, position_ids=None, layer_idx=layer_idx)
+
+    # -- vision tower ---------------------------------------------------------------------------------------
+    def cls_attention(self, image_outputs: object) -> list[torch.Tensor] | None:
+        """Per image, the [CLS]->token attention aligned with that image's visual tokens; ``None`` if the family
+        has no [CLS] token or the features are re-packed (anyres crops)."""
+        return None
 
     # -- family extras ------------------------------------------------------------------------------------
     def attach_extras(self, runtime: Any) -> None:

@@ -1,7 +1,33 @@
 """LLaVA-1.5 (``LlavaForConditionalGeneration``: CLIP tower, MLP projector, Llama/Vicuna LM; 1-D RoPE)."""
+from __future__ import annotations
+
+import torch
+
 from .base import Adapter, register
 
 
 @register
 class LlavaAdapter(Adapter):
     model_types = ("llava",)
+    supports_cls_attention = True
+
+    def cls_attention(self, image_outputs: object) -> list[torch.Tensor] | None:
+        cfg = self.model.config
+        layer_sel = cfg.vision_feature_layer
+        hs = getattr(image_outputs, "hidden_states", None)
+        if hs is None or not isinstance(layer_sel, int):
+            return None
+        h = layer_sel % len(hs)  # hidden_states[h] is the output of encoder layer h - 1
+        if h == 0:
+            return None
+        tower = self.vlm.vision_tower
+        layer = getattr(tower, "vision_model", tower).encoder.layers[h - 1]
+        attn = layer.self_attn
+        x = layer.layer_norm1(hs[h - 1])
+        n, t, _ = x.shape
+        q = attn.q_proj(x[:, :1]).view(n, 1, attn.num_heads, attn.head_dim).transpose(1, 2)
+        k = attn.k_proj(x).view(n, t, attn.num_heads, attn.head_dim).transpose(1, 2)
+        probs = (torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scale).softmax(-1).mean(1)[:, 0]
+        if cfg.vision_feature_select_strategy == "default":
+            probs = probs[:, 1:]
+        return list(probs)

@@ -8,7 +8,8 @@ import torch
 
 from ..adapters.base import Adapter
 from ..config import PRE_LLM, PruneConfig
-from ..errors import InputError
+from ..errors import InputError, UnsupportedModelError
+from ..registry import SCORERS
 from ..scoring.view import TokenView
 from .compact import compaction_index, gather_tokens, inverse_index, is_left_padded
 from .hooks import HookSet
@@ -32,6 +33,12 @@ class Runtime:
         self._pending: dict[str, Any] | None = None
         self._session: dict[int, StageResult] | None = None
         self._layer_stage = {s.layer: i for i, s in enumerate(config.stages) if s.layer is not None}
+        self._needs_vision = any(getattr(SCORERS.get(s.scorer), "needs_vision_attention", False)
+                                 for s in config.stages)
+        if self._needs_vision and not adapter.supports_cls_attention:
+            raise UnsupportedModelError(
+                f"Stage.scorer: vision-tower [CLS] attention is not available for model_type "
+                f"{model.config.model_type!r}; it is implemented for: llava")
 
     # -- attach / detach ----------------------------------------------------------------------------------
     def attach(self) -> None:
@@ -63,10 +70,22 @@ class Runtime:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             out = fn(*args, **kwargs)
             if self._pending is not None:
-                self._pending["counts"].setdefault(modality, []).extend(self.adapter.feature_counts(out))
+                self._record_features(modality, out)
             return out
 
         return wrapper
+
+    def _record_features(self, modality: str, out: Any) -> None:
+        """Per-item token counts and, when a scorer needs it, the vision tower's [CLS] attention."""
+        counts = self.adapter.feature_counts(out)
+        self._pending["counts"].setdefault(modality, []).extend(counts)
+        if self._needs_vision:
+            with torch.no_grad():
+                att = self.adapter.cls_attention(out) if modality == "image" else None
+            if att is None or [a.numel() for a in att] != counts:
+                raise InputError(f"{modality}: vision-tower [CLS] attention cannot be aligned with the visual tokens "
+                                 f"(needs a single int vision_feature_layer and unpacked image features)")
+            self._pending["vision"].setdefault(modality, []).extend(att)
 
     @staticmethod
     def _wrap_placeholder(fn: Any) -> Any:
@@ -96,11 +115,10 @@ class Runtime:
         cache = kwargs.get("past_key_values")
         if cache is None or cache.get_seq_length() == 0:
             ids = kwargs.get("input_ids", args[0] if args else None)
-            counts: dict[str, list[int]] = {}
+            self._pending = {"input_ids": ids, "counts": {}, "vision": {}}
             for modality, out in (kwargs.get("mm_encoder_outputs") or {}).items():
                 if out is not None:
-                    counts[modality] = self.adapter.feature_counts(out)
-            self._pending = {"input_ids": ids, "counts": counts}
+                    self._record_features(modality, out)
             return None
         st = self.state
         if st is not None and st.segments and kwargs.get("position_ids") is None and st.owns(cache):
@@ -249,7 +267,7 @@ class Runtime:
         """Splits each modality's placeholder positions (row-major) into items by the per-item feature counts."""
         images: list[list[ImageSpan]] = [[] for _ in range(b)]
         ids = pending["input_ids"]
-        counts = pending["counts"]
+        counts, vision = pending["counts"], pending["vision"]
         if not counts:
             return images
         if ids is None:
@@ -262,13 +280,16 @@ class Runtime:
                 raise InputError(f"input_ids: {rows.numel()} {modality} placeholder tokens but the {modality} "
                                  f"features have {sum(c)} tokens ({c} per item)")
             off = 0
+            vis = iter(vision.get(modality, []))
             for k in c:
                 r = rows[off:off + k]
                 if k and bool((r != r[0]).any()):
                     raise InputError(f"input_ids: a {modality} item's {k} placeholder tokens span several samples")
+                v = next(vis, None)
                 if k:
                     pos = cols[off:off + k].to(device)
-                    images[int(r[0])].append(ImageSpan(int(r[0]), modality, pos, torch.arange(k, device=device), k))
+                    images[int(r[0])].append(ImageSpan(int(r[0]), modality, pos, torch.arange(k, device=device), k,
+                                                       v.to(device) if v is not None else None))
                 off += k
         for row in images:
             row.sort(key=lambda im: int(im.pos[0]))

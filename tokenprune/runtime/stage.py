@@ -21,6 +21,7 @@ class ImageSpan:
     pos: torch.Tensor  # positions of its surviving tokens in the current sequence
     alive: torch.Tensor  # indices (into the item's original tokens) of its surviving tokens
     orig_len: int
+    vision: torch.Tensor | None = None  # vision-tower [CLS] attention per original token, when captured
 
 
 @dataclass
@@ -56,6 +57,8 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Imag
     dev = hidden.device
     z = lambda dtype=torch.long: torch.zeros(b, vmax, dtype=dtype, device=dev)  # noqa: E731
     vi, vm, iid, loc, ilen, bud = z(), z(torch.bool), z(), z(), z(), z()
+    has_vision = any(im.vision is not None for row in images for im in row)
+    vis_att = z(torch.float32) if has_vision else None
     for r, row in enumerate(images):
         off = 0
         for j, im in enumerate(row):
@@ -64,9 +67,13 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Imag
             vi[r, sl], vm[r, sl], iid[r, sl] = im.pos, True, j
             loc[r, sl] = torch.arange(m, device=dev)
             ilen[r, sl], bud[r, sl] = m, ks[r][j]
+            if vis_att is not None:
+                if im.vision is None:
+                    raise InputError(f"vision-tower attention is unavailable for {im.modality} {j} of sample {r}")
+                vis_att[r, sl] = im.vision[im.alive].float()
             off += m
     view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, image_id=iid, local_index=loc, image_len=ilen,
-                     budget=bud, valid=valid, layer=layer, generator=generator)
+                     budget=bud, valid=valid, layer=layer, generator=generator, _vision_attention=vis_att)
     if attention_fn is not None:
         view._attention_fn = lambda query: attention_fn(view, query)
     return view

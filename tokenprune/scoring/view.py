@@ -30,6 +30,7 @@ class TokenView:
     layer: int | None
     generator: torch.Generator
     _attention_fn: Callable[[str], torch.Tensor] | None = None
+    _vision_attention: torch.Tensor | None = None
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -58,3 +59,9 @@ class TokenView:
                 raise RuntimeError("attention is not available at this stage")
             self._cache[key] = self._attention_fn(query)
         return self._cache[key]
+
+    def vision_attention(self) -> torch.Tensor:
+        """``[B, V]`` the vision tower's [CLS]->patch attention for each visual token (see ``cls_attention``)."""
+        if self._vision_attention is None:
+            raise RuntimeError("vision-tower attention was not captured for this call")
+        return self._vision_attention
