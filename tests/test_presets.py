@@ -15,28 +15,38 @@ MERGE = {
 }
 
 
+def _with_keep(cfg: PruneConfig, keep: float) -> PruneConfig:
+    return PruneConfig([Stage(s.at, keep=keep, scorer=s.scorer, selector=s.selector, reducer=s.reducer, **s.options)
+                        for s in cfg.stages])
+
+
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_invariants(family, preset):
     model = tiny(family)
     inputs = batch(family, model)
-    stage = PruneConfig.from_preset(preset).stages[0]
-    if stage.scorer == "cls_attention" and family != "llava":
+    cfg = PruneConfig.from_preset(preset, num_layers=model.config.get_text_config().num_hidden_layers)
+    if cfg.stages[0].scorer == "cls_attention" and family != "llava":
         with pytest.raises(tp.UnsupportedModelError, match="implemented for: llava"):
             tp.apply(model, preset)
         return
+    if len(cfg.stages) == 1:
+        cfg = PruneConfig.from_preset(preset, keep=0.5)
     lm_kwargs = capture_lm_inputs(model, inputs)
     dense = model(**inputs).logits
-    with tp.pruned(model, preset, keep=1.0):
+    with tp.pruned(model, _with_keep(cfg, 1.0)):
         assert torch.equal(model(**inputs).logits, dense)  # keep-all identity
-    with tp.pruned(model, preset, keep=0.5) as h:
+    with tp.pruned(model, cfg) as h:
         out = model(**inputs).logits
-        seg = h._runtime.last_state.segments[-1]
+        segs = h._runtime.last_state.segments
         cached = model.generate(**inputs, max_new_tokens=8, do_sample=False, **GEN)
         recomputed = model.generate(**inputs, max_new_tokens=8, do_sample=False, use_cache=False, **GEN)
+    assert len(segs) == len(cfg.stages)
     assert torch.equal(cached, recomputed)
-    for row in range(out.shape[0] if stage.reducer == "drop" else 0):  # merged embeddings differ by design
-        ref = reference_row_logits(model, lm_kwargs, row, [(seg.start_layer, seg.dense_idx[row][seg.valid[row]])])
-        torch.testing.assert_close(out[row][seg.valid[row]], ref, atol=1e-5, rtol=1e-5)
+    merged = any(s.reducer != "drop" for s in cfg.stages)
+    for row in range(0 if merged else out.shape[0]):  # merged embeddings differ from dense ones by design
+        steps = [(s.start_layer, s.dense_idx[row][s.valid[row]]) for s in segs]
+        ref = reference_row_logits(model, lm_kwargs, row, steps)
+        torch.testing.assert_close(out[row][segs[-1].valid[row]], ref, atol=1e-5, rtol=1e-5)
     assert torch.equal(model(**inputs).logits, dense)  # removed
 
 

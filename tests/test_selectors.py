@@ -75,3 +75,19 @@ def test_merge_preserves_score_weighted_sum():
     group_w = s[keep].clone().index_add(0, target, s[pruned])
     torch.testing.assert_close((merged * group_w[:, None]).sum(0), (x * s[:, None]).sum(0), atol=1e-5, rtol=1e-5)
     assert torch.equal(merge(x, keep, pruned[:0], s), x[keep])  # nothing pruned: unchanged
+
+
+def test_adaptive_lambda_follows_complexity():
+    from tokenprune.selection import adaptive, effective_rank
+
+    g = torch.Generator().manual_seed(3)
+    simple = torch.randn(30, 1, generator=g) @ torch.randn(1, 16, generator=g) + 0.001 * torch.randn(30, 16, generator=g)
+    complex_ = torch.randn(30, 16, generator=g)
+    assert effective_rank(simple) < 1.5 < 8 < effective_rank(complex_)
+    scores = torch.rand(30, generator=g)
+    # rank ~1 -> lambda ~ lam_max = 1 -> pure top-k by score
+    assert torch.equal(adaptive(scores, simple, 6), topk(scores, simple, 6))
+    # lam_min = lam_max = 0 -> pure diversity whatever the rank
+    assert torch.equal(adaptive(scores, complex_, 6, lam_min=0.0, lam_max=0.0), maxmin(scores, complex_, 6))
+    with pytest.raises(ConfigError, match="lam_min"):
+        Stage(2, keep=4, selector="adaptive", lam_min=0.9, lam_max=0.5)

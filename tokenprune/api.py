@@ -55,10 +55,10 @@ class PruneHandle:
         return f"PruneHandle({type(self.model).__name__}, {self.config!r}, attached={self.attached})"
 
 
-def resolve_config(config: PruneConfig | str | dict, **overrides: Any) -> PruneConfig:
+def resolve_config(config: PruneConfig | str | dict, num_layers: int | None = None, **overrides: Any) -> PruneConfig:
     """A :class:`PruneConfig` from a config, a preset name (with overrides) or a dict."""
     if isinstance(config, str):
-        return PruneConfig.from_preset(config, **overrides)
+        return PruneConfig.from_preset(config, num_layers=num_layers, **overrides)
     if overrides:
         raise ConfigError(f"apply(): keyword overrides {sorted(overrides)} are only accepted with a preset name")
     if isinstance(config, dict):
@@ -75,8 +75,8 @@ def apply(model: nn.Module, config: PruneConfig | str | dict, **overrides: Any) 
     Everything is validated before the model is touched. Applying twice to one model raises
     :class:`AlreadyAttachedError`: put all stages in one config instead.
     """
-    cfg = resolve_config(config, **overrides)
     adapter = get_adapter(model)
+    cfg = resolve_config(config, num_layers=adapter.num_layers, **overrides)
     cfg.validate_for(adapter.num_layers)
     if model in _ATTACHED:
         raise AlreadyAttachedError("model: already has a tokenprune handle attached; call handle.remove() first, "

@@ -22,13 +22,13 @@ def _info(args: argparse.Namespace, console: Console) -> int:
     for k in sorted(ADAPTERS):
         t.add_row(k, ADAPTERS[k].__name__)
     console.print(t)
-    p = Table(title="Presets")
+    p = Table(title="Presets (stages shown for a 32-layer LM)")
     p.add_column("name")
     p.add_column("stages")
     p.add_column("description")
     for name in sorted(PRESETS):
         desc, stages = PRESETS[name]
-        p.add_row(name, json.dumps(stages()), desc)
+        p.add_row(name, json.dumps(stages(32)), desc)
     console.print(p)
     console.print(f"scorers: {', '.join(n for n in SCORERS.names() if not n.startswith('_'))}")
     console.print(f"selectors: {', '.join(SELECTORS.names())}   reducers: {', '.join(REDUCERS.names())}")

@@ -137,11 +137,12 @@ class PruneConfig:
                 raise ConfigError(f"Stage.at: layer {s.layer} does not exist; allowed: 'pre_llm' or 0..{num_layers - 1}")
 
     @classmethod
-    def from_preset(cls, name: str, **overrides: Any) -> "PruneConfig":
-        """A named preset (see ``tokenprune.presets``) with overrides such as ``keep=64`` or ``layer=3``."""
+    def from_preset(cls, name: str, num_layers: int | None = None, **overrides: Any) -> "PruneConfig":
+        """A named preset (see ``tokenprune.presets``) with overrides such as ``keep=64`` or ``layer=3``;
+        depth-relative presets (``pyramiddrop``) place their stages for ``num_layers`` (default 32)."""
         from .presets import build_preset
 
-        return build_preset(name, **overrides)
+        return build_preset(name, num_layers=num_layers, **overrides)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stages": [s.to_dict() for s in self.stages], "seed": self.seed}

@@ -1,4 +1,4 @@
-"""Named presets. Each is a function returning the stage dicts; overrides patch the (single) stage."""
+"""Named presets. Each builds its stages for a language model of ``num_layers`` layers (default 32)."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -6,20 +6,31 @@ from typing import Any, Callable
 from .config import PRE_LLM, PruneConfig
 from .errors import ConfigError
 
-PRESETS: dict[str, tuple[str, Callable[[], list[dict[str, Any]]]]] = {
-    "fastv": ("FastV (Chen et al. 2024): text->visual attention of the last token at LM layer 2, keep 25%",
-              lambda: [dict(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")]),
+Stages = Callable[[int], list[dict[str, Any]]]
+
+PRESETS: dict[str, tuple[str, Stages]] = {
+    "fastv": ("FastV (Chen et al., ECCV 2024): last-token text->visual attention at LM layer 2, keep 25%",
+              lambda n: [dict(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")]),
+    "pyramiddrop": ("PyramidDrop (Xing et al., CVPR 2025): attention-ranked drops at 1/4, 1/2, 3/4 of the depth "
+                    "keeping 50%, 25%, 12.5%",
+                    lambda n: [dict(at=max(1, n // 4), keep=0.5, scorer="attention"),
+                               dict(at=n // 2, keep=0.25, scorer="attention"),
+                               dict(at=3 * n // 4, keep=0.125, scorer="attention")]),
+    "agile": ("AgilePruner-like: per image, MMR between layer-2 attention and diversity with lambda set by the "
+              "features' effective rank, keep 25%",
+              lambda n: [dict(at=2, keep=0.25, scorer="attention", selector="adaptive", reducer="drop")]),
     "divprune": ("DivPrune (Alvar et al., CVPR 2025): max-min diversity on projector features before the LM, keep 25%",
-                 lambda: [dict(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin", reducer="drop")]),
-    "idpruner": ("IDPruner-style MMR: 0.5·importance (layer-0 text->visual attention) − 0.5·redundancy, pre-LLM, keep 25%",
-                 lambda: [dict(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="drop", lam=0.5)]),
+                 lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin", reducer="drop")]),
+    "idpruner": ("IDPruner-style MMR: 0.5 x importance (layer-0 text->visual attention) - 0.5 x redundancy, "
+                 "pre-LLM, keep 25%",
+                 lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="drop", lam=0.5)]),
     "visionzip": ("VisionZip-style: vision-tower [CLS] attention picks dominant tokens, the rest merge into their most "
                   "similar kept token, pre-LLM, keep 64 per image (LLaVA family)",
-                  lambda: [dict(at=PRE_LLM, keep=64, scorer="cls_attention", selector="topk", reducer="merge")]),
+                  lambda n: [dict(at=PRE_LLM, keep=64, scorer="cls_attention", selector="topk", reducer="merge")]),
     "random": ("Seeded random visual tokens before the LM, keep 25% (a baseline)",
-               lambda: [dict(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")]),
+               lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")]),
     "uniform": ("Evenly strided visual tokens before the LM, keep 25% (a spatial baseline)",
-                lambda: [dict(at=PRE_LLM, keep=0.25, scorer="uniform", selector="topk", reducer="drop")]),
+                lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="uniform", selector="topk", reducer="drop")]),
 }
 
 
@@ -27,11 +38,15 @@ def preset_names() -> list[str]:
     return sorted(PRESETS)
 
 
-def build_preset(name: str, **overrides: Any) -> PruneConfig:
-    """Builds preset ``name``; ``layer=`` is an alias of ``at=``; ``seed=`` sets the config seed."""
+def build_preset(name: str, num_layers: int | None = None, **overrides: Any) -> PruneConfig:
+    """Builds preset ``name`` for an LM of ``num_layers`` layers (``apply()`` passes the model's; default 32).
+
+    Overrides patch every stage of a single-stage preset: ``keep``, ``layer`` (alias of ``at``), scorer options...;
+    ``seed`` sets the config seed. Multi-stage presets accept only ``seed``.
+    """
     if name not in PRESETS:
         raise ConfigError(f"preset: unknown preset {name!r}; allowed: {', '.join(preset_names())}")
-    stages = PRESETS[name][1]()
+    stages = PRESETS[name][1](num_layers or 32)
     seed = overrides.pop("seed", 0)
     if "layer" in overrides:
         if "at" in overrides:

@@ -74,3 +74,35 @@ def _check_mmr(*, lam: float = 0.5) -> None:
 maxmin.uses_features = True  # type: ignore[attr-defined]
 mmr.uses_features = True  # type: ignore[attr-defined]
 mmr.check_options = _check_mmr  # type: ignore[attr-defined]
+
+
+def effective_rank(features: torch.Tensor) -> float:
+    """Roy & Vetterli effective rank: ``exp(H(p))`` with ``p`` the normalised singular values of the centred features."""
+    x = features.float() - features.float().mean(0, keepdim=True)
+    s = torch.linalg.svdvals(x)
+    p = s / s.sum().clamp(min=1e-12)
+    p = p[p > 0]
+    return float(torch.exp(-(p * p.log()).sum()))
+
+
+@SELECTORS.register("adaptive")
+def adaptive(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, lam_min: float = 0.2,
+             lam_max: float = 1.0) -> torch.Tensor:
+    """AgilePruner-like: per image, MMR with ``λ = lam_max − (lam_max − lam_min) · r`` where ``r`` is the effective
+    rank of the image's features divided by ``min(V, D)``. Simple images (evidence concentrated, low rank) lean on
+    the scores (attention); complex ones (evidence spread, high rank) lean on diversity."""
+    r = effective_rank(features) / max(1, min(features.shape))
+    lam = lam_max - (lam_max - lam_min) * min(1.0, r)
+    return mmr(scores, features, k, lam=lam)
+
+
+def _check_adaptive(*, lam_min: float = 0.2, lam_max: float = 1.0) -> None:
+    for name, v in (("lam_min", lam_min), ("lam_max", lam_max)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
+            raise ConfigError(f"Stage.{name}: got {v!r}; allowed: a number in [0, 1]")
+    if lam_min > lam_max:
+        raise ConfigError(f"Stage.lam_min: {lam_min} exceeds lam_max {lam_max}; allowed: lam_min <= lam_max")
+
+
+adaptive.uses_features = True  # type: ignore[attr-defined]
+adaptive.check_options = _check_adaptive  # type: ignore[attr-defined]
