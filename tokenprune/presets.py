@@ -11,6 +11,9 @@ Stages = Callable[[int], list[dict[str, Any]]]
 PRESETS: dict[str, tuple[str, Stages]] = {
     "fastv": ("FastV (Chen et al., ECCV 2024): last-token text->visual attention at LM layer 2, keep 25%",
               lambda n: [dict(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")]),
+    "debiased-fastv": ("FastV with Attention Debiasing: position trend fitted and divided out per image, padding "
+                       "and sink tokens excluded, layer 2, keep 25%",
+                       lambda n: [dict(at=2, keep=0.25, scorer="debiased_attention", selector="topk", reducer="drop")]),
     "pyramiddrop": ("PyramidDrop (Xing et al., CVPR 2025): attention-ranked drops at 1/4, 1/2, 3/4 of the depth "
                     "keeping 50%, 25%, 12.5%",
                     lambda n: [dict(at=max(1, n // 4), keep=0.5, scorer="attention"),

@@ -142,6 +142,10 @@ class Adapter:
         has no [CLS] token or the features are re-packed (anyres crops)."""
         return None
 
+    def padding_tokens(self, pixel_values: torch.Tensor) -> list[torch.Tensor] | None:
+        """Per image, which visual tokens cover padded canvas; ``None`` when the family cannot tell."""
+        return None
+
     # -- family extras ------------------------------------------------------------------------------------
     def attach_extras(self, runtime: Any) -> None:
         """Installs family-specific patches (e.g. Qwen3-VL deepstack) through ``runtime.hooks``."""

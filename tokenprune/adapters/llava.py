@@ -31,3 +31,15 @@ class LlavaAdapter(Adapter):
         if cfg.vision_feature_select_strategy == "default":
             probs = probs[:, 1:]
         return list(probs)
+
+    def padding_tokens(self, pixel_values: torch.Tensor) -> list[torch.Tensor] | None:
+        """LLaVA-1.5 pads images to a square with the normalisation mean, i.e. ~0 after normalisation: a patch
+        whose pixels are all within 0.03 of 0 is padded canvas (a real image patch is never exactly flat grey)."""
+        if pixel_values.dim() != 4:
+            return None
+        ps = self.vlm.vision_tower.config.patch_size
+        patches = torch.nn.functional.unfold(pixel_values.float(), kernel_size=ps, stride=ps)  # [N, 3*ps*ps, P]
+        pad = patches.abs().amax(1) <= 0.03
+        if self.model.config.vision_feature_select_strategy != "default":
+            pad = torch.cat([torch.zeros_like(pad[:, :1]), pad], dim=1)  # the [CLS] token is never padding
+        return list(pad)

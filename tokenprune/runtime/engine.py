@@ -33,9 +33,12 @@ class Runtime:
         self._pending: dict[str, Any] | None = None
         self._session: dict[int, StageResult] | None = None
         self._layer_stage = {s.layer: i for i, s in enumerate(config.stages) if s.layer is not None}
-        self._needs_vision = any(getattr(SCORERS.get(s.scorer), "needs_vision_attention", False)
-                                 for s in config.stages)
-        if self._needs_vision and not adapter.supports_cls_attention:
+        self._captures: set[str] = set()
+        for s in config.stages:
+            fn = SCORERS.get(s.scorer)
+            if hasattr(fn, "captures"):
+                self._captures |= fn.captures(**s.scorer_kwargs)
+        if "vision_attention" in self._captures and not adapter.supports_cls_attention:
             raise UnsupportedModelError(
                 f"Stage.scorer: vision-tower [CLS] attention is not available for model_type "
                 f"{model.config.model_type!r}; it is implemented for: llava")
@@ -70,16 +73,20 @@ class Runtime:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             out = fn(*args, **kwargs)
             if self._pending is not None:
-                self._record_features(modality, out)
+                self._record_features(modality, out, kwargs.get("pixel_values", args[0] if args else None))
             return out
 
         return wrapper
 
-    def _record_features(self, modality: str, out: Any) -> None:
-        """Per-item token counts and, when a scorer needs it, the vision tower's [CLS] attention."""
+    def _record_features(self, modality: str, out: Any, pixel_values: Any = None) -> None:
+        """Per-item token counts and, when a scorer needs them, [CLS] attention and padded-canvas masks."""
         counts = self.adapter.feature_counts(out)
         self._pending["counts"].setdefault(modality, []).extend(counts)
-        if self._needs_vision:
+        if "padding" in self._captures and modality == "image" and pixel_values is not None:
+            pad = self.adapter.padding_tokens(pixel_values)
+            if pad is not None and [p.numel() for p in pad] == counts:
+                self._pending["padding"].extend(pad)
+        if "vision_attention" in self._captures:
             with torch.no_grad():
                 att = self.adapter.cls_attention(out) if modality == "image" else None
             if att is None or [a.numel() for a in att] != counts:
@@ -115,7 +122,7 @@ class Runtime:
         cache = kwargs.get("past_key_values")
         if cache is None or cache.get_seq_length() == 0:
             ids = kwargs.get("input_ids", args[0] if args else None)
-            self._pending = {"input_ids": ids, "counts": {}, "vision": {}}
+            self._pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": []}
             for modality, out in (kwargs.get("mm_encoder_outputs") or {}).items():
                 if out is not None:
                     self._record_features(modality, out)
@@ -281,15 +288,17 @@ class Runtime:
                                  f"features have {sum(c)} tokens ({c} per item)")
             off = 0
             vis = iter(vision.get(modality, []))
+            pads = iter(pending["padding"] if modality == "image" else [])
             for k in c:
                 r = rows[off:off + k]
                 if k and bool((r != r[0]).any()):
                     raise InputError(f"input_ids: a {modality} item's {k} placeholder tokens span several samples")
-                v = next(vis, None)
+                v, p = next(vis, None), next(pads, None)
                 if k:
                     pos = cols[off:off + k].to(device)
                     images[int(r[0])].append(ImageSpan(int(r[0]), modality, pos, torch.arange(k, device=device), k,
-                                                       v.to(device) if v is not None else None))
+                                                       v.to(device) if v is not None else None,
+                                                       p.to(device) if p is not None else None))
                 off += k
         for row in images:
             row.sort(key=lambda im: int(im.pos[0]))

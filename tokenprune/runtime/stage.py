@@ -22,6 +22,7 @@ class ImageSpan:
     alive: torch.Tensor  # indices (into the item's original tokens) of its surviving tokens
     orig_len: int
     vision: torch.Tensor | None = None  # vision-tower [CLS] attention per original token, when captured
+    padding: torch.Tensor | None = None  # per original token: covers padded canvas, when the adapter can tell
 
 
 @dataclass
@@ -59,6 +60,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Imag
     vi, vm, iid, loc, ilen, bud = z(), z(torch.bool), z(), z(), z(), z()
     has_vision = any(im.vision is not None for row in images for im in row)
     vis_att = z(torch.float32) if has_vision else None
+    pad = z(torch.bool) if any(im.padding is not None for row in images for im in row) else None
     for r, row in enumerate(images):
         off = 0
         for j, im in enumerate(row):
@@ -71,9 +73,12 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Imag
                 if im.vision is None:
                     raise InputError(f"vision-tower attention is unavailable for {im.modality} {j} of sample {r}")
                 vis_att[r, sl] = im.vision[im.alive].float()
+            if pad is not None and im.padding is not None:
+                pad[r, sl] = im.padding[im.alive]
             off += m
     view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, image_id=iid, local_index=loc, image_len=ilen,
-                     budget=bud, valid=valid, layer=layer, generator=generator, _vision_attention=vis_att)
+                     budget=bud, valid=valid, layer=layer, generator=generator, _vision_attention=vis_att,
+                     _padding=pad)
     if attention_fn is not None:
         view._attention_fn = lambda query: attention_fn(view, query)
     return view
@@ -112,8 +117,15 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
             else:
                 f = feats[r, off:off + m] if feats is not None else None
                 s = scores[r, off:off + m]
-                sel = selector(s, f, ks[r][j], **stage.selector_kwargs)
-                if sel.numel() != ks[r][j] or sel.unique().numel() != sel.numel():
+                # tokens a scorer excludes (score -inf: padding canvas, attention sinks) are never kept; the budget
+                # is capped to what remains
+                ok = torch.isfinite(s).nonzero().squeeze(1)
+                k = max(1, min(ks[r][j], ok.numel())) if ok.numel() else ks[r][j]
+                if ok.numel() in (0, m):
+                    sel = selector(s, f, k, **stage.selector_kwargs)
+                else:
+                    sel = ok[selector(s[ok], f[ok] if f is not None else None, k, **stage.selector_kwargs)]
+                if sel.numel() != k or sel.unique().numel() != sel.numel():
                     raise RuntimeError(f"selector {stage.selector!r} returned an invalid selection")
             keep[r, im.pos[sel]] = True
             if stage.reducer != "drop":

@@ -3,7 +3,7 @@
 Each module registers its scorers in :data:`tokenprune.registry.SCORERS`; adding one is a one-file change
 plus an import line here.
 """
-from . import attention, basic, vision  # noqa: F401  (registration)
+from . import attention, basic, debias, vision  # noqa: F401  (registration)
 from .view import TokenView
 
 __all__ = ["TokenView"]

@@ -31,6 +31,7 @@ class TokenView:
     generator: torch.Generator
     _attention_fn: Callable[[str], torch.Tensor] | None = None
     _vision_attention: torch.Tensor | None = None
+    _padding: torch.Tensor | None = None
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -65,3 +66,8 @@ class TokenView:
         if self._vision_attention is None:
             raise RuntimeError("vision-tower attention was not captured for this call")
         return self._vision_attention
+
+    @property
+    def padding_mask(self) -> torch.Tensor | None:
+        """``[B, V]`` tokens that cover padded canvas (e.g. LLaVA's expand-to-square), when the adapter can tell."""
+        return self._padding

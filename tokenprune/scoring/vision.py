@@ -15,4 +15,4 @@ def cls_attention_scores(view: TokenView) -> torch.Tensor:
     return view.vision_attention()
 
 
-cls_attention_scores.needs_vision_attention = True  # type: ignore[attr-defined]
+cls_attention_scores.captures = lambda **_: {"vision_attention"}  # type: ignore[attr-defined]

@@ -1,0 +1,54 @@
+"""Offline calibration of the attention position trend used by ``debiased_attention(mode="calibrated")``."""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterable
+
+import torch
+
+from .api import pruned
+from .config import PruneConfig, Stage
+from .registry import SCORERS
+from .scoring.debias import robust_line
+from .scoring.view import TokenView
+
+_RECORD: list[tuple[torch.Tensor, torch.Tensor]] = []
+
+
+@SCORERS.register("_trend_probe")
+def _trend_probe(view: TokenView, *, query: str = "last") -> torch.Tensor:
+    """Records (position in image, centred log attention) per image; internal to calibration."""
+    a = view.attention(query).float().clamp(min=1e-12).log()
+    t = view.local_index.float() / (view.image_len - 1).clamp(min=1).float()
+    for r in range(a.shape[0]):
+        for j in view.image_id[r][view.visual_mask[r]].unique().tolist():
+            m = view.visual_mask[r] & (view.image_id[r] == j)
+            _RECORD.append((t[r][m], a[r][m] - a[r][m].median()))
+    return torch.zeros_like(a)
+
+
+def fit_position_trend(model: torch.nn.Module, batches: Iterable[dict[str, Any]], layer: int,
+                       query: str = "last") -> dict[str, Any]:
+    """Fits ``log attention ≈ α_image + β·t`` over every image of ``batches`` (model inputs) at LM ``layer``.
+
+    Returns ``{"slope": β, "layer", "query", "model_type", "images"}`` for :func:`save_calibration`.
+    """
+    _RECORD.clear()
+    with pruned(model, PruneConfig([Stage(layer, keep=1, scorer="_trend_probe", query=query)])):
+        with torch.no_grad():
+            for inputs in batches:
+                model(**inputs)
+    if not _RECORD:
+        raise ValueError("calibration batches contained no images")
+    t = torch.cat([r[0] for r in _RECORD])
+    y = torch.cat([r[1] for r in _RECORD])
+    _, slope = robust_line(t, y)
+    out = {"slope": slope, "layer": layer, "query": query, "model_type": model.config.model_type,
+           "images": len(_RECORD)}
+    _RECORD.clear()
+    return out
+
+
+def save_calibration(trend: dict[str, Any], path: str) -> None:
+    with open(path, "w") as f:
+        json.dump(trend, f, indent=2)
