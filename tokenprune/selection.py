@@ -79,7 +79,8 @@ mmr.check_options = _check_mmr  # type: ignore[attr-defined]
 def effective_rank(features: torch.Tensor) -> float:
     """Roy & Vetterli effective rank: ``exp(H(p))`` with ``p`` the normalised singular values of the centred features."""
     x = features.float() - features.float().mean(0, keepdim=True)
-    s = torch.linalg.svdvals(x)
+    gram = x @ x.T if x.shape[0] <= x.shape[1] else x.T @ x  # the smaller Gram has the same nonzero spectrum
+    s = torch.linalg.eigvalsh(gram.double()).clamp(min=0).sqrt()
     p = s / s.sum().clamp(min=1e-12)
     p = p[p > 0]
     return float(torch.exp(-(p * p.log()).sum()))

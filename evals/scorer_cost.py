@@ -1,0 +1,79 @@
+"""Benchmark (not a test): cost of each scorer + selector on synthetic visual tokens.
+
+    python -m evals.scorer_cost --tokens 576 2880 --dim 4096 --repeats 5
+
+Times one image of V visual tokens with D-dim features (CPU, float32), median of ``repeats`` after a warm-up.
+Attention-based scorers are timed with a given attention row (their q/k cost is part of the LM-stage benchmark).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+
+from tokenprune.registry import SCORERS, SELECTORS
+from tokenprune.scoring.view import TokenView
+
+CASES = [("random", "topk"), ("uniform", "topk"), ("norm", "topk"), ("debiased_attention", "topk"),
+         ("norm", "maxmin"), ("attention", "mmr"), ("attention", "adaptive")]
+
+
+def make_view(v: int, d: int, k: int) -> TokenView:
+    g = torch.Generator().manual_seed(0)
+    feats = torch.randn(1, v, d, generator=g)
+    att = torch.rand(1, v, generator=g).softmax(-1)
+    view = TokenView(hidden=feats, visual_index=torch.arange(v)[None], visual_mask=torch.ones(1, v, dtype=torch.bool),
+                     image_id=torch.zeros(1, v, dtype=torch.long), local_index=torch.arange(v)[None],
+                     image_len=torch.full((1, v), v), budget=torch.full((1, v), k),
+                     valid=torch.ones(1, v, dtype=torch.bool), layer=2, generator=g)
+    view._attention_fn = lambda query: att
+    return view
+
+
+def run(tokens: list[int], dim: int, keep: float, repeats: int) -> list[dict]:
+    rows = []
+    for v in tokens:
+        k = max(1, round(keep * v))
+        for scorer, selector in CASES:
+            def once() -> None:
+                view = make_view(v, dim, k)
+                s = SCORERS.get(scorer)(view)[0]
+                feats = view.features[0] if getattr(SELECTORS.get(selector), "uses_features", False) else None
+                SELECTORS.get(selector)(s, feats, k)
+            once()
+            base = []
+            for _ in range(repeats):  # the view construction alone, to subtract
+                t = time.perf_counter()
+                make_view(v, dim, k)
+                base.append(time.perf_counter() - t)
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                once()
+                times.append(time.perf_counter() - t)
+            ms = max(0.0, statistics.median(times) - statistics.median(base)) * 1e3
+            rows.append({"tokens": v, "dim": dim, "keep": k, "scorer": scorer, "selector": selector, "ms": round(ms, 2)})
+            print(f"V={v:5d} D={dim} k={k:4d}  {scorer:>20s} + {selector:<8s} {ms:8.2f} ms", flush=True)
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--tokens", type=int, nargs="+", default=[576, 2880])
+    p.add_argument("--dim", type=int, default=4096)
+    p.add_argument("--keep", type=float, default=0.25)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--out", default=None, help="write JSON here")
+    a = p.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = run(a.tokens, a.dim, a.keep, a.repeats)
+    if a.out:
+        with open(a.out, "w") as f:
+            json.dump(rows, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
