@@ -168,3 +168,11 @@ def test_random_is_seeded():
             model(**inputs)
             picks.append(h.stats.stages[0].kept_indices)
     assert picks[0] == picks[1] != picks[2]
+
+
+def test_static_cache_is_rejected_clearly():
+    model = tiny("llava")
+    inputs = batch("llava", model)
+    with tp.pruned(model, "fastv", keep=0.5, layer=1):
+        with pytest.raises(InputError, match="DynamicCache"):
+            model.generate(**inputs, max_new_tokens=2, cache_implementation="static", **GEN)

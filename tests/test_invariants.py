@@ -76,10 +76,11 @@ def test_kept_positions_preserve_order_and_text(family):
         assert set(text.nonzero().squeeze(1).tolist()) <= set(kept.tolist())  # every text token kept
 
 
+@pytest.mark.parametrize("attn", ATTN)
 @pytest.mark.parametrize("padding", ["left", "right"])
 @pytest.mark.parametrize("cfg", ["pre", "k2", "two"])
-def test_generate_cache_equals_recompute(family, padding, cfg):
-    model = tiny(family)
+def test_generate_cache_equals_recompute(family, attn, padding, cfg):
+    model = tiny(family, attn)
     inputs = batch(family, model, padding=padding)
     config = {"pre": PruneConfig([Stage("pre_llm", keep=0.5, scorer="uniform")]),
               "k2": PruneConfig([Stage(2, keep=0.25)]),
@@ -93,8 +94,9 @@ def test_generate_cache_equals_recompute(family, padding, cfg):
     assert torch.equal(cached, recomputed)
 
 
-def test_generate_beams_and_sampling(family):
-    model = tiny(family)
+@pytest.mark.parametrize("attn", ATTN)
+def test_generate_beams_and_sampling(family, attn):
+    model = tiny(family, attn)
     inputs = batch(family, model)
     with tp.pruned(model, "fastv", keep=0.5, layer=1):
         beams = model.generate(**inputs, max_new_tokens=8, num_beams=2, do_sample=False, **GEN)

@@ -1,9 +1,15 @@
 """Scorers: pure functions ``score(view: TokenView, **options) -> Tensor[B, V]`` (higher = keep).
 
-Each module registers its scorers in :data:`tokenprune.registry.SCORERS`; adding one is a one-file change
-plus an import line here.
+Every module in this package is imported on start-up and registers its scorers in
+:data:`tokenprune.registry.SCORERS`, so adding a scorer is a one-file change: drop a module here.
 """
-from . import attention, basic, debias, vision  # noqa: F401  (registration)
+import importlib
+import pkgutil
+
 from .view import TokenView
+
+for _mod in pkgutil.iter_modules(__path__):
+    if _mod.name != "view":
+        importlib.import_module(f"{__name__}.{_mod.name}")
 
 __all__ = ["TokenView"]
