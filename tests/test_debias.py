@@ -62,7 +62,9 @@ def test_padded_canvas_is_never_kept():
     with tp.pruned(model, "debiased-fastv", keep=12) as h:
         model(**inputs)
         kept = h.stats.stages[0].kept_indices
-        out = model.generate(**inputs, max_new_tokens=4, **GEN)
+        out = model.generate(**inputs, max_new_tokens=4, **GEN)  # features precomputed by generate()
+        kept_gen = h.stats.stages[0].kept_indices
+    assert kept_gen == kept
     # 16 patches per image in a 4x4 grid: the first 8 are padding; the budget is capped to the 8 that remain
     for row in kept:
         for img in row:

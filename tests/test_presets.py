@@ -25,8 +25,8 @@ def test_preset_invariants(family, preset):
     model = tiny(family)
     inputs = batch(family, model)
     cfg = PruneConfig.from_preset(preset, num_layers=model.config.get_text_config().num_hidden_layers)
-    if cfg.stages[0].scorer == "cls_attention" and family != "llava":
-        with pytest.raises(tp.UnsupportedModelError, match="implemented for: llava"):
+    if cfg.stages[0].scorer == "cls_attention" and family in ("llava_next", "llava_onevision"):
+        with pytest.raises(tp.UnsupportedModelError, match="implemented for: llava, qwen2_vl"):
             tp.apply(model, preset)
         return
     if len(cfg.stages) == 1:
@@ -66,3 +66,17 @@ def test_merge_generate(family, name):
         kept = h.stats.stages[0].kept
     assert torch.equal(cached, recomputed)
     assert kept[0] < (inputs["input_ids"][0] == 150).sum() and torch.isfinite(out).all()
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl", "qwen2_5_vl"])
+def test_vision_attention_follows_generate_expansion(family):
+    """generate() regroups precomputed image features per sample for beams; the captured vision attention follows."""
+    model = tiny(family)
+    inputs = batch(family, model)
+    cfg = PruneConfig([Stage("pre_llm", keep=3, scorer="cls_attention")])
+    with tp.pruned(model, cfg) as h:
+        model(**inputs)
+        single = h.stats.stages[0].kept_indices
+        model.generate(**inputs, max_new_tokens=2, num_beams=2, do_sample=False, **GEN)
+        beams = h.stats.stages[0].kept_indices
+    assert beams == [row for row in single for _ in range(2)]

@@ -106,3 +106,39 @@ def test_visionzip_keeps_highest_cls_attention():
     for row, kept_row in zip(st.images, stats.stages[0].kept_indices):
         for im, kept in zip(row, kept_row):
             assert sorted(kept) == sorted(torch.topk(im.vision, 4).indices.tolist())
+
+
+@pytest.mark.parametrize("family", ["qwen2_vl", "qwen2_5_vl"])
+def test_qwen_received_attention_matches_eager_weights(family, monkeypatch):
+    """Qwen towers have no [CLS]: attention received in the last block, per 2x2 merge unit, in raster order."""
+    import sys
+
+    model = tiny(family, "eager")
+    inputs = batch(family, model)
+    blk = model.model.visual.blocks[-1]
+    mod = sys.modules[type(blk.attn).__module__]
+    calls = []
+    original = mod.eager_attention_forward
+
+    def recording(module, *args, **kwargs):
+        out, w = original(module, *args, **kwargs)
+        if module is blk.attn:
+            calls.append(w[0].mean(0).mean(0))  # [keys] received, mean over heads and queries
+        return out, w
+
+    monkeypatch.setattr(mod, "eager_attention_forward", recording)
+    with tp.pruned(model, PruneConfig([Stage("pre_llm", keep=2, scorer="cls_attention")])) as h:
+        model(**inputs)
+        st = h._runtime.last_state
+    received = torch.cat(calls)
+    per_unit = received.view(-1, 4).mean(1)
+    grid = inputs["image_grid_thw"]
+    if family == "qwen2_5_vl":
+        from transformers.vision_utils import get_vision_window_index
+
+        v = model.model.visual
+        idx, _ = get_vision_window_index(grid, spatial_merge_size=2, window_size=v.window_size, patch_size=14)
+        per_unit = per_unit[torch.argsort(idx)]
+    got = torch.cat([im.vision for row in st.images for im in row])
+    assert got.numel() == int(grid.prod(-1).sum()) // 4
+    torch.testing.assert_close(got, per_unit, atol=1e-6, rtol=1e-4)

@@ -137,9 +137,14 @@ class Adapter:
                   past_key_values=cache, position_ids=None, layer_idx=layer_idx)
 
     # -- vision tower ---------------------------------------------------------------------------------------
-    def cls_attention(self, image_outputs: object) -> list[torch.Tensor] | None:
-        """Per image, the [CLS]->token attention aligned with that image's visual tokens; ``None`` if the family
-        has no [CLS] token or the features are re-packed (anyres crops)."""
+    def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
+                      block_input: tuple[torch.Tensor, dict[str, Any]] | None = None) -> list[torch.Tensor] | None:
+        """Per item, the vision tower's attention score of each visual token (the [CLS] row, or attention received
+        where the tower has no [CLS]); ``None`` when the features cannot be aligned (e.g. anyres crops)."""
+        return None
+
+    def vision_capture_module(self) -> nn.Module | None:
+        """A vision block whose inputs :meth:`cls_attention` needs captured by a pre-hook (``None``: none)."""
         return None
 
     def padding_tokens(self, pixel_values: torch.Tensor) -> list[torch.Tensor] | None:

@@ -11,7 +11,8 @@ class LlavaAdapter(Adapter):
     model_types = ("llava",)
     supports_cls_attention = True
 
-    def cls_attention(self, image_outputs: object) -> list[torch.Tensor] | None:
+    def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
+                      block_input: object = None) -> list[torch.Tensor] | None:
         cfg = self.model.config
         layer_sel = cfg.vision_feature_layer
         hs = getattr(image_outputs, "hidden_states", None)

@@ -1,7 +1,11 @@
 """Qwen2-VL: ViT with 2x2 patch merging, Qwen2 LM with M-RoPE (t, h, w) positions and ``rope_deltas``."""
 from __future__ import annotations
 
+import sys
+from typing import Any
+
 import torch
+import torch.nn as nn
 
 from .base import Adapter, register
 
@@ -10,6 +14,42 @@ from .base import Adapter, register
 class Qwen2VLAdapter(Adapter):
     model_types = ("qwen2_vl",)
     mrope = 3
+    supports_cls_attention = True
+
+    def vision_capture_module(self) -> nn.Module | None:
+        return self.vlm.visual.blocks[-1]
+
+    def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
+                      block_input: tuple[torch.Tensor, dict[str, Any]] | None = None) -> list[torch.Tensor] | None:
+        """No [CLS] token: the attention each patch *receives* in the tower's last block (mean over heads and over
+        the queries of its attention window), averaged over each 2x2 merge unit and put back in raster order
+        (Qwen2.5-VL runs its blocks in window order)."""
+        if block_input is None or grid_thw is None:
+            return None
+        hidden, kw = block_input
+        blk = self.vlm.visual.blocks[-1]
+        attn = blk.attn
+        n = hidden.shape[0]
+        q, k, _ = attn.qkv(blk.norm1(hidden)).reshape(n, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        cos, sin = kw["position_embeddings"]
+        q, k = sys.modules[type(attn).__module__].apply_rotary_pos_emb_vision(q, k, cos, sin)
+        cu = kw["cu_seqlens"].tolist()
+        received = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        for a, b in zip(cu[:-1], cu[1:]):
+            qs, ks = q[a:b].transpose(0, 1).float(), k[a:b].transpose(0, 1).float()  # [H, m, d]
+            probs = (qs @ ks.transpose(-1, -2) * attn.scaling).softmax(-1)
+            received[a:b] = probs.mean(0).mean(0)
+        unit = self.vlm.visual.spatial_merge_size ** 2
+        per_unit = received.view(-1, unit).mean(1)
+        if hasattr(self.vlm.visual, "window_size"):  # Qwen2.5-VL: window order -> raster order
+            from transformers.vision_utils import get_vision_window_index
+
+            v = self.vlm.visual
+            window_index, _ = get_vision_window_index(grid_thw, spatial_merge_size=v.spatial_merge_size,
+                                                      window_size=v.window_size, patch_size=v.patch_size)
+            per_unit = per_unit[torch.argsort(window_index.to(per_unit.device))]
+        sizes = (grid_thw.prod(-1) // unit).tolist()
+        return list(torch.split(per_unit, sizes))
 
     def decode_position_ids(self, dense_seen: int, q_len: int, attention_mask: torch.Tensor | None,
                             batch: int, device: torch.device) -> torch.Tensor:

@@ -31,6 +31,7 @@ class Runtime:
         self.state: CallState | None = None
         self.last_state: CallState | None = None
         self._pending: dict[str, Any] | None = None
+        self._vision_block_input: tuple[torch.Tensor, dict] | None = None
         self._session: dict[int, StageResult] | None = None
         self._layer_stage = {s.layer: i for i, s in enumerate(config.stages) if s.layer is not None}
         self._captures: set[str] = set()
@@ -41,7 +42,7 @@ class Runtime:
         if "vision_attention" in self._captures and not adapter.supports_cls_attention:
             raise UnsupportedModelError(
                 f"Stage.scorer: vision-tower [CLS] attention is not available for model_type "
-                f"{model.config.model_type!r}; it is implemented for: llava")
+                f"{model.config.model_type!r}; it is implemented for: llava, qwen2_vl, qwen2_5_vl, qwen3_vl")
 
     # -- attach / detach ----------------------------------------------------------------------------------
     def attach(self) -> None:
@@ -53,6 +54,9 @@ class Runtime:
             self.hooks.pre_hook(layer, functools.partial(self._layer_pre, i))
         for modality, name in a.feature_methods().items():
             self.hooks.patch(a.vlm, name, self._wrap_features(modality, getattr(a.vlm, name)))
+        capture = a.vision_capture_module() if "vision_attention" in self._captures else None
+        if capture is not None:
+            self.hooks.pre_hook(capture, self._capture_vision_block)
         if hasattr(a.vlm, "get_placeholder_mask"):
             self.hooks.patch(a.vlm, "get_placeholder_mask", self._wrap_placeholder(a.vlm.get_placeholder_mask))
         self.hooks.patch(self.model, "generate", self._wrap_generate(self.model.generate))
@@ -71,28 +75,67 @@ class Runtime:
     def _wrap_features(self, modality: str, fn: Any) -> Any:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            self._vision_block_input = None
             out = fn(*args, **kwargs)
+            pixels = kwargs.get(f"pixel_values{'_videos' if modality == 'video' else ''}", args[0] if args else None)
+            grid = kwargs.get(f"{modality}_grid_thw", args[1] if len(args) > 1 else None)
+            rec = self._feature_record(modality, out, pixels, grid)
+            # generate() computes features before the first forward and passes them as mm_encoder_outputs:
+            # the record travels with them
+            out.__dict__["_tokenprune_record"] = rec
             if self._pending is not None:
-                self._record_features(modality, out, kwargs.get("pixel_values", args[0] if args else None))
+                self._add_record(modality, rec)
             return out
 
         return wrapper
 
-    def _record_features(self, modality: str, out: Any, pixel_values: Any = None) -> None:
-        """Per-item token counts and, when a scorer needs them, [CLS] attention and padded-canvas masks."""
+    def _capture_vision_block(self, module: Any, args: tuple, kwargs: dict) -> None:
+        self._vision_block_input = (args[0] if args else kwargs["hidden_states"], kwargs)
+
+    def _feature_record(self, modality: str, out: Any, pixel_values: Any = None, grid: Any = None) -> dict:
+        """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks."""
         counts = self.adapter.feature_counts(out)
-        self._pending["counts"].setdefault(modality, []).extend(counts)
+        rec: dict[str, Any] = {"counts": counts, "padding": None, "vision": None, "keys": self._item_keys(out)}
         if "padding" in self._captures and modality == "image" and pixel_values is not None:
             pad = self.adapter.padding_tokens(pixel_values)
             if pad is not None and [p.numel() for p in pad] == counts:
-                self._pending["padding"].extend(pad)
+                rec["padding"] = pad
         if "vision_attention" in self._captures:
             with torch.no_grad():
-                att = self.adapter.cls_attention(out) if modality == "image" else None
+                att = self.adapter.cls_attention(out, grid, self._vision_block_input)
             if att is None or [a.numel() for a in att] != counts:
-                raise InputError(f"{modality}: vision-tower [CLS] attention cannot be aligned with the visual tokens "
-                                 f"(needs a single int vision_feature_layer and unpacked image features)")
-            self._pending["vision"].setdefault(modality, []).extend(att)
+                raise InputError(f"{modality}: vision-tower attention cannot be aligned with the visual tokens "
+                                 f"(needs a single int vision_feature_layer and unpacked features, computed by the "
+                                 f"model under this handle)")
+            rec["vision"] = att
+        return rec
+
+    @staticmethod
+    def _item_keys(out: Any) -> list[tuple[int, tuple]]:
+        feats = getattr(out, "pooler_output", out)
+        items = list(feats) if isinstance(feats, (list, tuple)) or feats.dim() == 3 else [feats]
+        return [(t.data_ptr(), tuple(t.shape)) for t in items]
+
+    def _record_for(self, modality: str, out: Any) -> dict:
+        """The record of precomputed features, following generate()'s regrouping of items (beams,
+        num_return_sequences repeat each sample's items): items are matched by their tensor storage."""
+        rec = out.__dict__.get("_tokenprune_record")
+        if rec is None:
+            return self._feature_record(modality, out)
+        where = {k: i for i, k in enumerate(rec["keys"])}
+        keys = self._item_keys(out)
+        if not all(k in where for k in keys):
+            return self._feature_record(modality, out)
+        pick = lambda xs: None if xs is None else [xs[where[k]] for k in keys]  # noqa: E731
+        return {"counts": pick(rec["counts"]), "padding": pick(rec["padding"]), "vision": pick(rec["vision"]),
+                "keys": keys}
+
+    def _add_record(self, modality: str, rec: dict) -> None:
+        p = self._pending
+        p["counts"].setdefault(modality, []).extend(rec["counts"])
+        for key in ("padding", "vision"):
+            items = rec[key] if rec[key] is not None else [None] * len(rec["counts"])
+            p[key].setdefault(modality, []).extend(items)
 
     @staticmethod
     def _wrap_placeholder(fn: Any) -> Any:
@@ -122,10 +165,10 @@ class Runtime:
         cache = kwargs.get("past_key_values")
         if cache is None or cache.get_seq_length() == 0:
             ids = kwargs.get("input_ids", args[0] if args else None)
-            self._pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": []}
+            self._pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": {}}
             for modality, out in (kwargs.get("mm_encoder_outputs") or {}).items():
                 if out is not None:
-                    self._record_features(modality, out)
+                    self._add_record(modality, self._record_for(modality, out))
             return None
         st = self.state
         if st is not None and st.segments and kwargs.get("position_ids") is None and st.owns(cache):
@@ -288,7 +331,7 @@ class Runtime:
                                  f"features have {sum(c)} tokens ({c} per item)")
             off = 0
             vis = iter(vision.get(modality, []))
-            pads = iter(pending["padding"] if modality == "image" else [])
+            pads = iter(pending["padding"].get(modality, []))
             for k in c:
                 r = rows[off:off + k]
                 if k and bool((r != r[0]).any()):
