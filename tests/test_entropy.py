@@ -60,3 +60,34 @@ def test_entropy_scorer_in_pipeline():
         recomputed = model.generate(**inputs, max_new_tokens=6, do_sample=False, use_cache=False, **GEN)
         assert h.stats.stages[0].kept == [4, 5 + 4, 0]  # 16 tokens; 20 + 16 tokens; text only
     assert torch.equal(cached, recomputed)
+
+
+def test_auto_stage_finds_the_entropy_collapse_layer():
+    from tokenprune.scoring.entropy import matrix_entropy
+
+    model = tiny("llava")
+    inputs = batch("llava", model)
+    with pytest.raises(ConfigError, match="only in-LLM stage"):
+        PruneConfig([Stage("auto"), Stage(3)])
+    hs = model(**inputs, output_hidden_states=True).hidden_states
+    ids = inputs["input_ids"]
+    items = []
+    for r in range(ids.shape[0]):
+        pos = (ids[r] == 150).nonzero().squeeze(1)
+        items += [(r, p) for p in pos.split(16)]  # 16 tokens per image
+    ent = torch.tensor([sum(float(matrix_entropy(hs[l][r, p])) for r, p in items) / len(items) for l in range(4)])
+    expect = int((ent[:-1] - ent[1:]).argmax()) + 1
+    with tp.pruned(model, "entropyprune") as h:
+        cached = model.generate(**inputs, max_new_tokens=6, do_sample=False, **GEN)
+        recomputed = model.generate(**inputs, max_new_tokens=6, do_sample=False, use_cache=False, **GEN)
+        assert h._runtime.auto_layer == expect
+        assert h.stats.stages[0].at == expect and h.stats.stages[0].kept == [4, 8, 0]
+    assert torch.equal(cached, recomputed)
+
+
+def test_auto_needs_three_layers():
+    from tokenprune.models.tiny import make_model
+
+    model = make_model("llava", layers=2)
+    with pytest.raises(ConfigError, match="at least 3 layers"):
+        tp.apply(model, "entropyprune")

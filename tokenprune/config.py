@@ -9,6 +9,7 @@ from .errors import ConfigError
 from .registry import REDUCERS, SCORERS, SELECTORS
 
 PRE_LLM = "pre_llm"
+AUTO = "auto"
 
 
 def _keyword_options(fn: Any) -> list[str]:
@@ -48,11 +49,9 @@ class Stage:
     # -- validation ---------------------------------------------------------------------------------------
     def validate(self) -> None:
         at = self.at
-        if isinstance(at, bool) or not (at == PRE_LLM or (isinstance(at, int) and at >= 0)):
-            if at == "auto":
-                raise ConfigError("Stage.at: 'auto' (entropy-collapse layer) is not available in this version; "
-                                  "use 'pre_llm' or an LM layer index >= 0")
-            raise ConfigError(f"Stage.at: got {at!r}; allowed: 'pre_llm' or an LM layer index >= 0")
+        if isinstance(at, bool) or not (at in (PRE_LLM, AUTO) or (isinstance(at, int) and at >= 0)):
+            raise ConfigError(f"Stage.at: got {at!r}; allowed: 'pre_llm', 'auto' (entropy-collapse layer) or an LM "
+                              f"layer index >= 0")
         keep = self.keep
         if isinstance(keep, bool) or not isinstance(keep, (int, float)):
             raise ConfigError(f"Stage.keep: got {keep!r}; allowed: int >= 1 (tokens per image) or float in (0, 1]")
@@ -79,8 +78,8 @@ class Stage:
 
     @property
     def layer(self) -> int | None:
-        """The LM layer index of an in-LLM stage, ``None`` for ``pre_llm``."""
-        return None if self.at == PRE_LLM else int(self.at)
+        """The LM layer index of an in-LLM stage, ``None`` for ``pre_llm`` and (until resolved) ``auto``."""
+        return None if self.at in (PRE_LLM, AUTO) else int(self.at)
 
     def budget(self, n_tokens: int) -> int:
         """Tokens kept for an image that had ``n_tokens`` visual tokens originally."""
@@ -121,7 +120,11 @@ class PruneConfig:
     def validate(self) -> None:
         if not self.stages:
             raise ConfigError("PruneConfig.stages: expected at least one Stage")
-        order = [-1 if s.at == PRE_LLM else s.at for s in self.stages]
+        autos = [i for i, s in enumerate(self.stages) if s.at == AUTO]
+        if autos and (len(self.stages) - (self.stages[0].at == PRE_LLM) != 1):
+            raise ConfigError("PruneConfig.stages: at='auto' must be the only in-LLM stage (optionally after a "
+                              "pre_llm stage)")
+        order = [-1 if s.at == PRE_LLM else (0 if s.at == AUTO else s.at) for s in self.stages]
         if any(b <= a for a, b in zip(order, order[1:])):
             raise ConfigError(f"PruneConfig.stages: stages must be ordered pre_llm first, then strictly increasing "
                               f"layers; got at={[s.at for s in self.stages]}")
@@ -133,6 +136,9 @@ class PruneConfig:
     def validate_for(self, num_layers: int) -> None:
         """Checks that layer indices exist in a language model with ``num_layers`` layers."""
         for s in self.stages:
+            if s.at == AUTO and num_layers < 3:
+                raise ConfigError(f"Stage.at: 'auto' needs a language model with at least 3 layers; this one has "
+                                  f"{num_layers}")
             if s.layer is not None and s.layer >= num_layers:
                 raise ConfigError(f"Stage.at: layer {s.layer} does not exist; allowed: 'pre_llm' or 0..{num_layers - 1}")
 

@@ -30,6 +30,9 @@ PRESETS: dict[str, tuple[str, Stages]] = {
     "visionzip": ("VisionZip-style: vision-tower [CLS] attention picks dominant tokens, the rest merge into their most "
                   "similar kept token, pre-LLM, keep 64 per image (LLaVA family)",
                   lambda n: [dict(at=PRE_LLM, keep=64, scorer="cls_attention", selector="topk", reducer="merge")]),
+    "entropyprune": ("EntropyPrune-style: at the Entropy Collapse Layer (found by a dense pass on the first call), keep "
+                     "the tokens whose removal loses most matrix entropy, keep 25%",
+                     lambda n: [dict(at="auto", keep=0.25, scorer="entropy", selector="topk", reducer="drop")]),
     "random": ("Seeded random visual tokens before the LM, keep 25% (a baseline)",
                lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")]),
     "uniform": ("Evenly strided visual tokens before the LM, keep 25% (a spatial baseline)",

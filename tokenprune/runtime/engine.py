@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..adapters.base import Adapter
-from ..config import PRE_LLM, PruneConfig
+from ..config import AUTO, PRE_LLM, PruneConfig
 from ..errors import InputError, UnsupportedModelError
 from ..registry import SCORERS
 from ..scoring.view import TokenView
@@ -34,6 +34,9 @@ class Runtime:
         self._vision_block_input: tuple[torch.Tensor, dict] | None = None
         self._session: dict[int, StageResult] | None = None
         self._layer_stage = {s.layer: i for i, s in enumerate(config.stages) if s.layer is not None}
+        self._auto = next((i for i, s in enumerate(config.stages) if s.at == AUTO), None)
+        self.auto_layer: int | None = None  # the resolved entropy-collapse layer, once known
+        self._bypass = False
         self._captures: set[str] = set()
         for s in config.stages:
             fn = SCORERS.get(s.scorer)
@@ -180,6 +183,8 @@ class Runtime:
         return None
 
     def _lm_pre(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
+        if self._bypass:
+            return None
         cache = kwargs.get("past_key_values")
         if cache is None or cache.get_seq_length() == 0:
             pending, self._pending = self._pending, None
@@ -202,7 +207,7 @@ class Runtime:
 
     def _layer_pre(self, i: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         st = self.state
-        if st is None:
+        if st is None or self._bypass:
             return None
         if st.phase == "prefill" and i in self._layer_stage:
             prev = st.last
@@ -243,6 +248,8 @@ class Runtime:
         st = CallState(batch=b, dense_len=n, dense_valid=valid, left_pad=is_left_padded(valid), images=images,
                        dense_seen=n)
         st.bind_cache(cache)
+        if self._auto is not None and self.auto_layer is None and any(images):
+            self._resolve_auto(kwargs, images)
         self.state = self.last_state = st
         first = self.config.stages[0]
         if first.at == PRE_LLM:
@@ -257,6 +264,28 @@ class Runtime:
                 kwargs["position_ids"] = gather_tokens(pos, seg.idx_local, -1)
                 kwargs["attention_mask"] = seg.valid.long()
         return args, kwargs
+
+    def _resolve_auto(self, kwargs: dict, images: list[list[ImageSpan]]) -> None:
+        """Entropy Collapse Layer: one dense pass (hooks bypassed) records the matrix entropy of each image's
+        visual hidden states entering every layer; the stage goes where it drops most (cached for this handle)."""
+        from ..scoring.entropy import matrix_entropy
+
+        dense = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "use_cache")}
+        self._bypass = True
+        try:
+            with torch.no_grad():
+                out = self.adapter.lm(**dense, use_cache=False, output_hidden_states=True)
+        finally:
+            self._bypass = False
+        hs = out.hidden_states  # hs[l] enters layer l
+        n_layers = self.adapter.num_layers
+        items = [im for row in images for im in row]
+        ent = torch.tensor([sum(float(matrix_entropy(hs[layer][im.row, im.pos])) for im in items) / len(items)
+                            for layer in range(n_layers)])
+        self.entropy_by_layer = ent.tolist()
+        drops = ent[:-1] - ent[1:]  # drops[l - 1]: entropy lost entering layer l
+        self.auto_layer = int(drops.argmax()) + 1
+        self._layer_stage[self.auto_layer] = self._auto
 
     def _layer_stage_prefill(self, st: CallState, i: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
         cos_sin = kwargs["position_embeddings"]
@@ -295,7 +324,7 @@ class Runtime:
             if self._session is not None:
                 self._session[stage_index] = res
         st.records.append(StageRecord(
-            stage_index=stage_index, at=stage.at, visual_in=visual_in,
+            stage_index=stage_index, at=layer if stage.at == AUTO else stage.at, visual_in=visual_in,
             kept=[sum(im.alive.numel() for im in row) for row in st.images],
             kept_local=[[im.alive.tolist() for im in row] for row in st.images]))
         return res
