@@ -91,3 +91,40 @@ def test_adaptive_lambda_follows_complexity():
     assert torch.equal(adaptive(scores, complex_, 6, lam_min=0.0, lam_max=0.0), maxmin(scores, complex_, 6))
     with pytest.raises(ConfigError, match="lam_min"):
         Stage(2, keep=4, selector="adaptive", lam_min=0.9, lam_max=0.5)
+
+
+def test_visionzip_dominant_plus_contextual_centres():
+    from tokenprune.selection import visionzip
+
+    scores = torch.tensor([0.0, 9.0, 0.1, 0.2, 8.0, 0.3, 0.4, 0.5, 0.6, 0.7])
+    sel = visionzip(scores, None, 4, contextual=2)
+    # dominant: 1 and 4; centres evenly over the rest [0, 2, 3, 5, 6, 7, 8, 9] -> first and last
+    assert sel.tolist() == [0, 1, 4, 9]
+    assert torch.equal(visionzip(scores, None, 4), topk(scores, None, 4))
+
+
+def test_contextual_merge_leaves_dominant_tokens_untouched():
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(12, 5, generator=g)
+    scores = torch.linspace(1, 0, 12)  # token 0 most important
+    keep = torch.tensor([0, 1, 6, 11])  # dominant 0, 1; contextual centres 6, 11 (lowest scores among kept)
+    pruned = torch.tensor([i for i in range(12) if i not in keep.tolist()])
+    out = merge(x, keep, pruned, scores, contextual=2)
+    assert torch.equal(out[:2], x[:2])
+    # centres are plain means of their groups, and every pruned token lands in exactly one group
+    f = torch.nn.functional.normalize(x, dim=-1)
+    target = (f[pruned] @ f[keep[2:]].T).argmax(1)
+    for j, centre in enumerate((6, 11)):
+        members = torch.cat([x[centre:centre + 1], x[pruned[target == j]]])
+        torch.testing.assert_close(out[2 + j], members.mean(0))
+
+
+@pytest.mark.parametrize("name", ["topk", "maxmin", "mmr", "adaptive", "visionzip"])
+def test_every_selector_returns_k_unique_sorted(name):
+    from tokenprune.registry import SELECTORS
+
+    g = torch.Generator().manual_seed(6)
+    for v, k in [(30, 1), (30, 7), (30, 30), (5, 3)]:
+        sel = SELECTORS.get(name)(torch.rand(v, generator=g), torch.randn(v, 12, generator=g), k)
+        assert sel.numel() == k and sel.unique().numel() == k and torch.all(sel[1:] > sel[:-1])
+        assert sel.min() >= 0 and sel.max() < v

@@ -68,7 +68,8 @@ class Stage:
             if not owners:
                 allowed = {f"{k} {getattr(self, k)!r}": _keyword_options(fn) or "none" for k, fn in parts.items()}
                 raise ConfigError(f"Stage.{key}: not an option of this stage; allowed: {allowed}")
-            routed[owners[0]][key] = value
+            for owner in owners:  # an option may be shared, e.g. ``contextual`` by the visionzip selector and merge
+                routed[owner][key] = value
         for kind, fn in parts.items():
             check = getattr(fn, "check_options", None)
             if check is not None:

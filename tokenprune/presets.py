@@ -27,9 +27,10 @@ PRESETS: dict[str, tuple[str, Stages]] = {
     "idpruner": ("IDPruner-style MMR: 0.5 x importance (layer-0 text->visual attention) - 0.5 x redundancy, "
                  "pre-LLM, keep 25%",
                  lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="drop", lam=0.5)]),
-    "visionzip": ("VisionZip-style: vision-tower [CLS] attention picks dominant tokens, the rest merge into their most "
-                  "similar kept token, pre-LLM, keep 64 per image (LLaVA family)",
-                  lambda n: [dict(at=PRE_LLM, keep=64, scorer="cls_attention", selector="topk", reducer="merge")]),
+    "visionzip": ("VisionZip (Yang et al., CVPR 2025): 54 dominant tokens by vision-tower attention + 10 contextual "
+                  "tokens (the rest averaged into evenly spread centres), pre-LLM, 64 per image",
+                  lambda n: [dict(at=PRE_LLM, keep=64, scorer="cls_attention", selector="visionzip", reducer="merge",
+                                  contextual=10)]),
     "entropyprune": ("EntropyPrune-style: at the Entropy Collapse Layer (found by a dense pass on the first call), keep "
                      "the tokens whose removal loses most matrix entropy, keep 25%",
                      lambda n: [dict(at="auto", keep=0.25, scorer="entropy", selector="topk", reducer="drop")]),

@@ -107,3 +107,26 @@ def _check_adaptive(*, lam_min: float = 0.2, lam_max: float = 1.0) -> None:
 
 adaptive.uses_features = True  # type: ignore[attr-defined]
 adaptive.check_options = _check_adaptive  # type: ignore[attr-defined]
+
+
+@SELECTORS.register("visionzip")
+def visionzip(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, contextual: int = 0) -> torch.Tensor:
+    """VisionZip: ``k − contextual`` dominant tokens (highest scores) plus ``contextual`` centres spread evenly over
+    the remaining tokens (in original order); with the ``merge`` reducer's matching ``contextual`` option the other
+    tokens are averaged into those centres, which become the contextual tokens."""
+    c = min(contextual, k - 1) if k > 1 else 0
+    order = torch.argsort(scores.float(), descending=True, stable=True)
+    dominant = order[: k - c]
+    if c == 0:
+        return dominant.sort().values
+    rest = order[k - c:].sort().values
+    centres = rest[torch.linspace(0, rest.numel() - 1, c).round().long()]
+    return torch.cat([dominant, centres]).sort().values
+
+
+def _check_visionzip(*, contextual: int = 0) -> None:
+    if isinstance(contextual, bool) or not isinstance(contextual, int) or contextual < 0:
+        raise ConfigError(f"Stage.contextual: got {contextual!r}; allowed: an int >= 0")
+
+
+visionzip.check_options = _check_visionzip  # type: ignore[attr-defined]
