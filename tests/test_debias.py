@@ -94,3 +94,27 @@ def test_calibrated_mode(tmp_path):
         recomputed = model.generate(**inputs, max_new_tokens=6, do_sample=False, use_cache=False, **GEN)
         assert h.stats.stages[0].kept == [4, 8, 0]
     assert torch.equal(cached, recomputed)
+
+
+def test_calibrate_cli_on_a_saved_model(tmp_path):
+    from PIL import Image
+
+    from tokenprune.cli import main
+    from tokenprune.models.tiny import make_llava_processor, make_model
+
+    model_dir, img_dir = tmp_path / "model", tmp_path / "imgs"
+    make_model("llava").save_pretrained(model_dir)
+    make_llava_processor().save_pretrained(model_dir)
+    img_dir.mkdir()
+    for i in range(3):
+        Image.new("RGB", (64, 48), (40 * i, 100, 200)).save(img_dir / f"{i}.png")
+    out = tmp_path / "trend.json"
+    assert main(["calibrate", str(model_dir), "--layer", "2", "--images", str(img_dir), "--out", str(out)]) == 0
+    trend = json.loads(out.read_text())
+    assert trend["images"] == 3 and trend["layer"] == 2
+    assert main(["calibrate", str(model_dir), "--images", "synthetic", "--samples", "2", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["images"] == 2
+    Stage(2, scorer="debiased_attention", mode="calibrated", calibration=str(out))
+    assert main(["calibrate", str(tmp_path / "missing"), "--out", str(tmp_path / "x.json")]) == 2
+    assert main(["calibrate", str(model_dir), "--images", str(tmp_path), "--out", str(tmp_path / "x.json")]) == 2
+    assert not (tmp_path / "x.json").exists()

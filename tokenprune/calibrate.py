@@ -52,3 +52,30 @@ def fit_position_trend(model: torch.nn.Module, batches: Iterable[dict[str, Any]]
 def save_calibration(trend: dict[str, Any], path: str) -> None:
     with open(path, "w") as f:
         json.dump(trend, f, indent=2)
+
+
+def processor_batches(processor: Any, images: list[Any], prompt: str = "describe the image .",
+                      batch_size: int = 4) -> Iterable[dict[str, Any]]:
+    """Model inputs for ``images`` (PIL) through ``processor``'s chat template, ``batch_size`` at a time."""
+    msgs = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}]
+    text = processor.apply_chat_template(msgs, add_generation_prompt=True)
+    for a in range(0, len(images), batch_size):
+        chunk = images[a:a + batch_size]
+        yield dict(processor(images=chunk, text=[text] * len(chunk), return_tensors="pt", padding=True))
+
+
+def load_images(source: str, count: int, seed: int = 0) -> list[Any]:
+    """``count`` PIL images from a folder (sorted), or seeded random-noise images for ``source="synthetic"``."""
+    import os
+
+    from PIL import Image
+
+    if source == "synthetic":
+        g = torch.Generator().manual_seed(seed)
+        return [Image.fromarray((torch.rand(336, 336, 3, generator=g) * 255).byte().numpy()) for _ in range(count)]
+    if not os.path.isdir(source):
+        raise FileNotFoundError(f"--images: {source!r} is not a folder (or 'synthetic')")
+    names = sorted(f for f in os.listdir(source) if f.lower().endswith((".png", ".jpg", ".jpeg", ".webp")))
+    if not names:
+        raise FileNotFoundError(f"--images: no .png/.jpg/.jpeg/.webp files in {source!r}")
+    return [Image.open(os.path.join(source, f)).convert("RGB") for f in names[:count]]

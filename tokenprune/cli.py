@@ -57,6 +57,33 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _calibrate(args: argparse.Namespace, console: Console) -> int:
+    import os
+
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    from .calibrate import fit_position_trend, load_images, processor_batches, save_calibration
+    from .errors import InputError
+
+    if not os.path.isdir(args.model):
+        raise InputError(f"model: {args.model!r} is not a model folder (save_pretrained output with its processor)")
+    if args.samples < 1:
+        raise InputError(f"--samples: got {args.samples}; allowed: >= 1")
+    model = AutoModelForImageTextToText.from_pretrained(args.model, local_files_only=True).eval()
+    processor = AutoProcessor.from_pretrained(args.model, local_files_only=True)
+    try:
+        images = load_images(args.images, args.samples)
+    except FileNotFoundError as e:
+        raise InputError(str(e)) from e
+    with console.status(f"fitting the attention position trend at layer {args.layer} on {len(images)} images"):
+        trend = fit_position_trend(model, processor_batches(processor, images), args.layer, args.query)
+    save_calibration(trend, args.out)
+    console.print(f"slope {trend['slope']:+.4f} (log-attention per image length) over {trend['images']} images "
+                  f"-> {args.out}; use Stage(..., scorer='debiased_attention', mode='calibrated', "
+                  f"calibration='{args.out}')")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tokenprune", description="Visual-token pruning for HF VLMs")
     sub = parser.add_subparsers(dest="cmd", required=True)
@@ -64,12 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("demo", help="dense vs pruned on a model built in code")
     d.add_argument("--repeats", type=int, default=3, help="timed prefill repeats (median)")
     d.add_argument("--new-tokens", type=int, default=8, help="greedy tokens generated per method")
+    c = sub.add_parser("calibrate", help="fit the attention position trend for debiased_attention(mode='calibrated')")
+    c.add_argument("model", help="a local model folder (with its processor)")
+    c.add_argument("--layer", type=int, default=2, help="LM layer whose attention is debiased")
+    c.add_argument("--query", choices=["last", "text"], default="last")
+    c.add_argument("--images", default="synthetic", help="a folder of images, or 'synthetic'")
+    c.add_argument("--samples", type=int, default=32, help="number of calibration images")
+    c.add_argument("--out", default="position_trend.json")
     args = parser.parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=130)
     try:
         if getattr(args, "repeats", 1) < 1 or getattr(args, "new_tokens", 1) < 1:
             raise TokenPruneError("--repeats and --new-tokens must be >= 1")
-        return {"info": _info, "demo": _demo}[args.cmd](args, console)
+        return {"info": _info, "demo": _demo, "calibrate": _calibrate}[args.cmd](args, console)
     except TokenPruneError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2

@@ -178,3 +178,45 @@ def make_inputs(family: str, model: Any, prompts: list[list[Item]], text_len: tu
     if qwen:
         out["mm_token_type_ids"] = mm
     return out
+
+
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'].upper() }} : {% for c in m['content'] %}"
+    "{% if c['type'] == 'image' %}<image> {% else %}{{ c['text'] }} {% endif %}{% endfor %}{% endfor %}"
+    "{% if add_generation_prompt %}ASSISTANT :{% endif %}"
+)
+
+
+def make_word_tokenizer(words: list[str]) -> Any:
+    """An offline word-level fast tokenizer whose ids match the tiny models (``<image>`` = 150)."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {"<pad>": PAD, "<s>": BOS, "</s>": 2, "<unk>": 3}
+    for w in ["USER", "ASSISTANT", ":"] + list(words):
+        vocab.setdefault(w, len(vocab))
+    if len(vocab) > IMAGE:
+        raise ValueError(f"at most {IMAGE - 7} words fit below the placeholder ids")
+    while len(vocab) < IMAGE:
+        vocab[f"<unused{len(vocab)}>"] = len(vocab)
+    vocab["<image>"] = IMAGE
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                   unk_token="<unk>")
+    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    return fast
+
+
+def make_llava_processor(words: list[str] = ("describe", "the", "image", ".")) -> Any:
+    """An offline ``LlavaProcessor`` for the tiny LLaVA (56-px CLIP tower, 16 tokens per image)."""
+    import warnings
+
+    from transformers import CLIPImageProcessor, LlavaProcessor
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ip = CLIPImageProcessor(size={"shortest_edge": 56}, crop_size={"height": 56, "width": 56})
+    return LlavaProcessor(image_processor=ip, tokenizer=make_word_tokenizer(list(words)), patch_size=14,
+                          vision_feature_select_strategy="default", num_additional_image_tokens=1,
+                          chat_template=CHAT_TEMPLATE)
