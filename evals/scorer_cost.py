@@ -18,7 +18,8 @@ from tokenprune.registry import SCORERS, SELECTORS
 from tokenprune.scoring.view import TokenView
 
 CASES = [("random", "topk"), ("uniform", "topk"), ("norm", "topk"), ("debiased_attention", "topk"),
-         ("norm", "maxmin"), ("attention", "mmr"), ("attention", "adaptive")]
+         ("norm", "maxmin"), ("attention", "mmr"), ("attention", "adaptive"),
+         ("entropy", "topk")]
 
 
 def make_view(v: int, d: int, k: int) -> TokenView:

@@ -128,3 +128,18 @@ def test_every_selector_returns_k_unique_sorted(name):
         sel = SELECTORS.get(name)(torch.rand(v, generator=g), torch.randn(v, 12, generator=g), k)
         assert sel.numel() == k and sel.unique().numel() == k and torch.all(sel[1:] > sel[:-1])
         assert sel.min() >= 0 and sel.max() < v
+
+
+@pytest.mark.parametrize("lam", [0.0, 0.4, 1.0])
+def test_batched_mmr_equals_per_image(lam):
+    from tokenprune.selection import mmr_batched
+
+    g = torch.Generator().manual_seed(7)
+    lengths, ks = [30, 18, 25], [6, 18, 3]
+    s = torch.full((3, 30), float("-inf"))
+    f = torch.zeros(3, 30, 8)
+    for i, m in enumerate(lengths):
+        s[i, :m], f[i, :m] = torch.rand(m, generator=g), torch.randn(m, 8, generator=g)
+    got = mmr_batched(s, f, torch.isfinite(s), ks, lam)
+    for i, (m, k) in enumerate(zip(lengths, ks)):
+        assert torch.equal(got[i], mmr(s[i, :m], f[i, :m], k, lam=lam))

@@ -4,6 +4,8 @@ Selectors that need features set ``uses_features = True``; the runtime then pass
 """
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from .errors import ConfigError
@@ -17,16 +19,41 @@ def topk(scores: torch.Tensor, features: torch.Tensor | None, k: int) -> torch.T
     return order[:k].sort().values
 
 
-def _cosine(features: torch.Tensor) -> torch.Tensor:
+def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tensor, ks: list[int],
+                lam: float | torch.Tensor) -> list[torch.Tensor]:
+    """MMR for ``N`` items at once: ``scores``/``valid`` ``[N, V]``, ``features`` ``[N, V, D]``, ``ks[n]`` picks each,
+    ``lam`` a float or ``[N]``. Returns each item's picks sorted. Greedy steps are shared; an item with a smaller
+    ``k`` simply keeps its first ``k`` picks (the greedy prefix)."""
+    n, v = scores.shape
+    dev = scores.device
     f = torch.nn.functional.normalize(features.float(), dim=-1)
-    return f @ f.T
-
-
-def _first_diverse(sim: torch.Tensor) -> int:
-    """DivPrune's first pick: the token whose nearest neighbour (cosine distance) is farthest."""
-    dist = 1.0 - sim
-    dist.fill_diagonal_(float("inf"))
-    return int(dist.min(1).values.argmax())
+    sim = f @ f.transpose(1, 2)  # [N, V, V] cosine similarity
+    s = scores.float()
+    smin = torch.where(valid, s, torch.full_like(s, float("inf"))).amin(1, keepdim=True)
+    smax = torch.where(valid, s, torch.full_like(s, float("-inf"))).amax(1, keepdim=True)
+    imp = torch.where(valid, (s - smin) / (smax - smin).clamp(min=1e-12), torch.zeros_like(s))
+    lam_t = torch.as_tensor(lam, dtype=torch.float32, device=dev).expand(n).unsqueeze(1)
+    # DivPrune's first pick (used where lam == 0): the token whose nearest valid neighbour is farthest
+    dist = (1.0 - sim).masked_fill(~valid[:, None, :], float("inf"))
+    dist = dist.masked_fill(torch.eye(v, dtype=torch.bool, device=dev), float("inf"))
+    nearest = dist.amin(2).masked_fill(~valid, float("-inf"))
+    first_diverse = nearest.argmax(1)
+    chosen = ~valid
+    rows = torch.arange(n, device=dev)
+    max_sim = torch.zeros(n, v, device=dev)
+    picks = []
+    for step in range(max(ks)):
+        obj = (lam_t * imp - (1.0 - lam_t) * max_sim).masked_fill(chosen, float("-inf"))
+        i = obj.argmax(1)  # first maximum: ties go to the lower index
+        if step == 0:
+            i = torch.where(lam_t[:, 0] == 0, first_diverse, i)
+        picks.append(i)
+        chosen = chosen.clone()
+        chosen[rows, i] = True
+        got = sim[rows, i]
+        max_sim = got if step == 0 else torch.maximum(max_sim, got)
+    p = torch.stack(picks, 1)
+    return [p[j, :ks[j]].sort().values for j in range(n)]
 
 
 @SELECTORS.register("maxmin")
@@ -43,27 +70,17 @@ def mmr(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, lam: flo
     """Maximal marginal relevance (IDPruner): greedily pick ``argmax λ·imp_i − (1−λ)·max_{s∈S} cos(x_i, x_s)``.
 
     ``imp`` = the stage's scores min-max normalised to [0, 1] over the image. ``λ = 1`` is top-k; ``λ = 0`` is pure
-    diversity (identical to ``maxmin``, including its first pick).
+    diversity (identical to ``maxmin``, including its first pick). The runtime runs all images of a batch at once
+    through :func:`mmr_batched`.
     """
-    v = scores.shape[0]
-    sim = _cosine(features)
-    s = scores.float()
-    span = (s.max() - s.min()).clamp(min=1e-12)
-    imp = (s - s.min()) / span
-    chosen = torch.zeros(v, dtype=torch.bool, device=scores.device)
-    max_sim = torch.zeros(v, device=scores.device)
-    picks = []
-    for step in range(k):
-        if step == 0 and lam == 0.0:
-            i = _first_diverse(sim.clone())
-        else:
-            obj = lam * imp - (1.0 - lam) * max_sim
-            obj = obj.masked_fill(chosen, float("-inf"))
-            i = int(torch.argmax(obj))  # first maximum: ties go to the lower index
-        picks.append(i)
-        chosen[i] = True
-        max_sim = torch.maximum(max_sim, sim[i]) if step else sim[i].clone()
-    return torch.tensor(sorted(picks), dtype=torch.long, device=scores.device)
+    valid = torch.ones(1, scores.shape[0], dtype=torch.bool, device=scores.device)
+    return mmr_batched(scores[None], features[None], valid, [k], lam)[0]
+
+
+def _batched_mmr(lam_of: Any) -> Any:
+    def run(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tensor, ks: list[int], **opts: Any):
+        return mmr_batched(scores, features, valid, ks, lam_of(features, valid, **opts))
+    return run
 
 
 def _check_mmr(*, lam: float = 0.5) -> None:
@@ -73,6 +90,8 @@ def _check_mmr(*, lam: float = 0.5) -> None:
 
 maxmin.uses_features = True  # type: ignore[attr-defined]
 mmr.uses_features = True  # type: ignore[attr-defined]
+maxmin.batched = _batched_mmr(lambda f, v: 0.0)  # type: ignore[attr-defined]
+mmr.batched = _batched_mmr(lambda f, v, lam=0.5: lam)  # type: ignore[attr-defined]
 mmr.check_options = _check_mmr  # type: ignore[attr-defined]
 
 
@@ -105,7 +124,17 @@ def _check_adaptive(*, lam_min: float = 0.2, lam_max: float = 1.0) -> None:
         raise ConfigError(f"Stage.lam_min: {lam_min} exceeds lam_max {lam_max}; allowed: lam_min <= lam_max")
 
 
+def _adaptive_lambdas(features: torch.Tensor, valid: torch.Tensor, lam_min: float = 0.2,
+                      lam_max: float = 1.0) -> torch.Tensor:
+    out = []
+    for f, m in zip(features, valid):
+        r = effective_rank(f[m]) / max(1, min(int(m.sum()), f.shape[-1]))
+        out.append(lam_max - (lam_max - lam_min) * min(1.0, r))
+    return torch.tensor(out, device=features.device)
+
+
 adaptive.uses_features = True  # type: ignore[attr-defined]
+adaptive.batched = _batched_mmr(_adaptive_lambdas)  # type: ignore[attr-defined]
 adaptive.check_options = _check_adaptive  # type: ignore[attr-defined]
 
 

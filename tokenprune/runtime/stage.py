@@ -103,8 +103,8 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
     if frozen is None:
         view = build_view(hidden, valid, images, ks, layer, generator, attention_fn)
         scores = SCORERS.get(stage.scorer)(view, **stage.scorer_kwargs)
-        selector = SELECTORS.get(stage.selector)
-        feats = view.features if getattr(selector, "uses_features", False) else None
+        feats = view.features if getattr(SELECTORS.get(stage.selector), "uses_features", False) else None
+    chosen = frozen.selections if frozen is not None else _select(stage, scores, feats, images, ks)
     keep = valid.clone()
     out_hidden = hidden
     for r, row in enumerate(images):
@@ -112,21 +112,8 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
         for j, im in enumerate(row):
             m = im.pos.numel()
             keep[r, im.pos] = False
-            if frozen is not None:
-                sel, s = frozen.selections[r][j], frozen.scores[r][j]
-            else:
-                f = feats[r, off:off + m] if feats is not None else None
-                s = scores[r, off:off + m]
-                # tokens a scorer excludes (score -inf: padding canvas, attention sinks) are never kept; the budget
-                # is capped to what remains
-                ok = torch.isfinite(s).nonzero().squeeze(1)
-                k = max(1, min(ks[r][j], ok.numel())) if ok.numel() else ks[r][j]
-                if ok.numel() in (0, m):
-                    sel = selector(s, f, k, **stage.selector_kwargs)
-                else:
-                    sel = ok[selector(s[ok], f[ok] if f is not None else None, k, **stage.selector_kwargs)]
-                if sel.numel() != k or sel.unique().numel() != sel.numel():
-                    raise RuntimeError(f"selector {stage.selector!r} returned an invalid selection")
+            sel = chosen[r][j]
+            s = frozen.scores[r][j] if frozen is not None else scores[r, off:off + m]
             keep[r, im.pos[sel]] = True
             if stage.reducer != "drop":
                 if out_hidden is hidden:
@@ -141,3 +128,44 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
         selections.append(sel_row)
         all_scores.append(score_row)
     return StageResult(keep=keep, hidden=out_hidden, selections=selections, scores=all_scores)
+
+
+def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, images: list[list[ImageSpan]],
+            ks: list[list[int]]) -> list[list[torch.Tensor]]:
+    """Per row, per image: the selected local indices. Tokens a scorer excludes (score ``-inf``: padded canvas,
+    attention sinks) are never kept; the budget is capped to what remains. Selectors with a ``batched`` form run
+    once for every image of the batch."""
+    selector = SELECTORS.get(stage.selector)
+    items = []  # (row, image, offset, length, k)
+    for r, row in enumerate(images):
+        off = 0
+        for j, im in enumerate(row):
+            m = im.pos.numel()
+            finite = int(torch.isfinite(scores[r, off:off + m]).sum())
+            items.append((r, j, off, m, max(1, min(ks[r][j], finite)) if finite else ks[r][j]))
+            off += m
+    out: list[list[torch.Tensor]] = [[None] * len(row) for row in images]  # type: ignore[list-item]
+    batched = getattr(selector, "batched", None)
+    if batched is not None and items:
+        vmax = max(it[3] for it in items)
+        n = len(items)
+        s = torch.full((n, vmax), float("-inf"), device=scores.device)
+        f = torch.zeros(n, vmax, feats.shape[-1], device=scores.device, dtype=feats.dtype)
+        for i, (r, _, off, m, _) in enumerate(items):
+            s[i, :m], f[i, :m] = scores[r, off:off + m], feats[r, off:off + m]
+        sel = batched(s, f, torch.isfinite(s), [it[4] for it in items], **stage.selector_kwargs)
+        for (r, j, _, _, _), one in zip(items, sel):
+            out[r][j] = one
+    else:
+        for r, j, off, m, k in items:
+            s, f = scores[r, off:off + m], (feats[r, off:off + m] if feats is not None else None)
+            ok = torch.isfinite(s).nonzero().squeeze(1)
+            if ok.numel() in (0, m):
+                out[r][j] = selector(s, f, k, **stage.selector_kwargs)
+            else:
+                out[r][j] = ok[selector(s[ok], f[ok] if f is not None else None, k, **stage.selector_kwargs)]
+    for (r, j, _, _, k) in items:
+        sel = out[r][j]
+        if sel.numel() != k or sel.unique().numel() != sel.numel():
+            raise RuntimeError(f"selector {stage.selector!r} returned an invalid selection")
+    return out
