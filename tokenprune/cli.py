@@ -48,7 +48,7 @@ def _demo(args: argparse.Namespace, console: Console) -> int:
     t = Table(title="Dense vs pruned (median prefill of the batch, CPU)")
     for col in ("method", "visual tokens kept", "prefill ms", "speedup", "LM FLOPs ratio", "greedy tokens (sample 0)",
                 "batch = dense?"):
-        t.add_column(col)
+        t.add_column(col, no_wrap=col == "method")
     for r in rows:
         t.add_row(r.method, str(r.visual_tokens), f"{r.prefill_ms:.1f}", f"{r.speedup:.2f}x", f"{r.flops_ratio:.3f}",
                   " ".join(map(str, r.tokens[:6])), "yes" if r.same_as_dense else "no")

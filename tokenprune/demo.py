@@ -17,6 +17,9 @@ DEMO_GEOMETRY = dict(layers=6, hidden=768, heads=12, kv_heads=4, inter=2048)
 DEMO_METHODS: list[tuple[str, dict[str, Any]]] = [
     ("fastv", dict(keep=144, layer=2)),
     ("fastv", dict(keep=64, layer=2)),
+    ("debiased-fastv", dict(keep=144, layer=2)),
+    ("divprune", dict(keep=144)),
+    ("visionzip", dict(keep=144)),
     ("uniform", dict(keep=144)),
     ("random", dict(keep=144)),
 ]
