@@ -40,12 +40,12 @@ def build_demo_model(seed: int = 0) -> tuple[torch.nn.Module, dict[str, torch.Te
     """A random-weight LLaVA-1.5-shaped model and a two-prompt batch (one image each)."""
     import transformers as tf
 
-    from .models.tiny import IMAGE, PAD, _text
+    from .models.tiny import IMAGE, PAD, text_kwargs
 
     clip = tf.CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                                image_size=336, patch_size=14)
     g = DEMO_GEOMETRY
-    text = tf.LlamaConfig(**_text(g["layers"], g["hidden"], g["heads"], g["kv_heads"], g["inter"]))
+    text = tf.LlamaConfig(**text_kwargs(g["layers"], g["hidden"], g["heads"], g["kv_heads"], g["inter"]))
     cfg = tf.LlavaConfig(vision_config=clip, text_config=text, image_token_id=IMAGE, pad_token_id=PAD)
     cfg._attn_implementation = "sdpa"
     torch.manual_seed(seed)

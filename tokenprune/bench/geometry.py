@@ -7,7 +7,7 @@ from typing import Any
 import torch
 
 from ..errors import InputError
-from ..models.tiny import BOS, IMAGE, PAD, VEND, VIDEO, VSTART, _text
+from ..models.tiny import BOS, IMAGE, PAD, VEND, VIDEO, VSTART, text_kwargs
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ def build(name: str, layers: int | None = None, dtype: torch.dtype = torch.float
     n_layers = layers or g.layers
     if n_layers < 1:
         raise InputError(f"--layers: got {n_layers}; allowed: >= 1")
-    text = _text(n_layers, g.hidden, g.heads, g.kv_heads, g.inter)
+    text = text_kwargs(n_layers, g.hidden, g.heads, g.kv_heads, g.inter)
     torch.manual_seed(0)
     if g.family == "llava":
         clip = tf.CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,

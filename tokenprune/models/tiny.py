@@ -16,7 +16,8 @@ PAD, BOS = 0, 1
 IMAGE, VIDEO, VSTART, VEND = 150, 151, 152, 153
 
 
-def _text(layers: int, hidden: int, heads: int, kv: int, inter: int, **extra: Any) -> dict:
+def text_kwargs(layers: int, hidden: int, heads: int, kv: int, inter: int, **extra: Any) -> dict:
+    """Keyword arguments of a small decoder text config with the ids the tiny models use."""
     return dict(vocab_size=VOCAB, hidden_size=hidden, intermediate_size=inter, num_hidden_layers=layers,
                 num_attention_heads=heads, num_key_value_heads=kv, max_position_embeddings=4096,
                 pad_token_id=PAD, bos_token_id=BOS, eos_token_id=2, **extra)
@@ -27,7 +28,7 @@ def make_config(family: str, layers: int = 4, hidden: int = 64, heads: int = 4, 
     """A tiny config of ``family`` (head_dim = hidden / heads)."""
     import transformers as tf
 
-    t = _text(layers, hidden, heads, kv_heads, inter)
+    t = text_kwargs(layers, hidden, heads, kv_heads, inter)
     clip = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56,
                 patch_size=14, projection_dim=32)
     if family == "llava":

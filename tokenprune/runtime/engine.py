@@ -11,6 +11,7 @@ from ..config import AUTO, PRE_LLM, PruneConfig
 from ..errors import InputError, UnsupportedModelError
 from ..registry import SCORERS
 from ..scoring.view import TokenView
+from .features import FeatureCapture
 from .compact import compaction_index, gather_tokens, inverse_index, is_left_padded
 from .hooks import HookSet
 from .stage import ImageSpan, StageResult, run_stage
@@ -22,7 +23,7 @@ def _last_valid(valid: torch.Tensor) -> torch.Tensor:
     return (torch.arange(n, device=valid.device) * valid).argmax(1)
 
 
-class Runtime:
+class Runtime(FeatureCapture):
     """Attaches a :class:`PruneConfig` to one model instance through an :class:`Adapter`."""
 
     def __init__(self, model: torch.nn.Module, adapter: Adapter, config: PruneConfig) -> None:
@@ -75,71 +76,6 @@ class Runtime:
         return (seg.dense_idx, seg.valid) if seg is not None else None
 
     # -- wrappers -----------------------------------------------------------------------------------------
-    def _wrap_features(self, modality: str, fn: Any) -> Any:
-        @functools.wraps(fn)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self._vision_block_input = None
-            out = fn(*args, **kwargs)
-            pixels = kwargs.get(f"pixel_values{'_videos' if modality == 'video' else ''}", args[0] if args else None)
-            grid = kwargs.get(f"{modality}_grid_thw", args[1] if len(args) > 1 else None)
-            rec = self._feature_record(modality, out, pixels, grid)
-            # generate() computes features before the first forward and passes them as mm_encoder_outputs:
-            # the record travels with them
-            out.__dict__["_tokenprune_record"] = rec
-            if self._pending is not None:
-                self._add_record(modality, rec)
-            return out
-
-        return wrapper
-
-    def _capture_vision_block(self, module: Any, args: tuple, kwargs: dict) -> None:
-        self._vision_block_input = (args[0] if args else kwargs["hidden_states"], kwargs)
-
-    def _feature_record(self, modality: str, out: Any, pixel_values: Any = None, grid: Any = None) -> dict:
-        """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks."""
-        counts = self.adapter.feature_counts(out)
-        rec: dict[str, Any] = {"counts": counts, "padding": None, "vision": None, "keys": self._item_keys(out)}
-        if "padding" in self._captures and modality == "image" and pixel_values is not None:
-            pad = self.adapter.padding_tokens(pixel_values)
-            if pad is not None and [p.numel() for p in pad] == counts:
-                rec["padding"] = pad
-        if "vision_attention" in self._captures:
-            with torch.no_grad():
-                att = self.adapter.cls_attention(out, grid, self._vision_block_input)
-            if att is None or [a.numel() for a in att] != counts:
-                raise InputError(f"{modality}: vision-tower attention cannot be aligned with the visual tokens "
-                                 f"(needs a single int vision_feature_layer and unpacked features, computed by the "
-                                 f"model under this handle)")
-            rec["vision"] = att
-        return rec
-
-    @staticmethod
-    def _item_keys(out: Any) -> list[tuple[int, tuple]]:
-        feats = getattr(out, "pooler_output", out)
-        items = list(feats) if isinstance(feats, (list, tuple)) or feats.dim() == 3 else [feats]
-        return [(t.data_ptr(), tuple(t.shape)) for t in items]
-
-    def _record_for(self, modality: str, out: Any) -> dict:
-        """The record of precomputed features, following generate()'s regrouping of items (beams,
-        num_return_sequences repeat each sample's items): items are matched by their tensor storage."""
-        rec = out.__dict__.get("_tokenprune_record")
-        if rec is None:
-            return self._feature_record(modality, out)
-        where = {k: i for i, k in enumerate(rec["keys"])}
-        keys = self._item_keys(out)
-        if not all(k in where for k in keys):
-            return self._feature_record(modality, out)
-        pick = lambda xs: None if xs is None else [xs[where[k]] for k in keys]  # noqa: E731
-        return {"counts": pick(rec["counts"]), "padding": pick(rec["padding"]), "vision": pick(rec["vision"]),
-                "keys": keys}
-
-    def _add_record(self, modality: str, rec: dict) -> None:
-        p = self._pending
-        p["counts"].setdefault(modality, []).extend(rec["counts"])
-        for key in ("padding", "vision"):
-            items = rec[key] if rec[key] is not None else [None] * len(rec["counts"])
-            p[key].setdefault(modality, []).extend(items)
-
     @staticmethod
     def _wrap_placeholder(fn: Any) -> Any:
         @functools.wraps(fn)
