@@ -11,13 +11,14 @@ def test_quick_bench_writes_consistent_results(tmp_path):
     assert main(["bench", "--quick", "--out", str(out), "--plot", str(png)]) == 0
     res = json.loads(out.read_text())
     rows = res["rows"]
-    assert {r["preset"] for r in rows} == {"dense", "keep-all", "fastv", "uniform"}
+    assert {r["preset"] for r in rows} == {"dense", "keep-all", "fastv", "uniform", "fastv-eager (peer)"}
     for r in rows:
         expect = 576 if r["preset"] in ("dense", "keep-all") else r["keep"]
+        assert r["preset"] != "fastv-eager (peer)" or r["stage"] == 1
         assert r["visual_tokens"] == expect
         assert r["lm_flops"] > 0 and r["kv_cache_bytes"] > 0
     dense = next(r for r in rows if r["preset"] == "dense")
-    pruned = [r for r in rows if r["preset"] in ("fastv", "uniform")]
+    pruned = [r for r in rows if r["preset"] not in ("dense", "keep-all")]
     assert all(r["ideal_speedup"] > 1 and r["kv_cache_bytes"] < dense["kv_cache_bytes"] for r in pruned)
     assert all(r["ideal_speedup"] == 1 for r in rows if r["preset"] == "keep-all")
     pytest.importorskip("matplotlib")

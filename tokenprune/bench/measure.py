@@ -1,6 +1,7 @@
 """Timing one configuration: vision, LM prefill, TTFT, decode step, KV-cache bytes, scoring time, FLOPs."""
 from __future__ import annotations
 
+import contextlib
 import statistics
 import time
 from dataclasses import asdict, dataclass
@@ -71,8 +72,10 @@ def kv_bytes(cache: Any) -> int:
 
 
 def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig | None, label: str,
-            repeats: int = 3, decode_steps: int = 4) -> Measurement:
-    """Median of ``repeats`` prefills after a warm-up, then ``decode_steps`` timed cached decode steps."""
+            repeats: int = 3, decode_steps: int = 4, context: Any = None) -> Measurement:
+    """Median of ``repeats`` prefills after a warm-up, then ``decode_steps`` timed cached decode steps.
+
+    ``context``: an extra context manager held during the measurement (e.g. the eager FastV baseline's hooks)."""
     ad = get_adapter(model)
     device = next(model.parameters()).device
     vision_module = getattr(ad.vlm, "vision_tower", None) or getattr(ad.vlm, "visual")
@@ -88,7 +91,9 @@ def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig 
     lm_t, vis_t = _Timer(ad.lm, device), _Timer(vision_module, device)
     engine.run_stage = timed_stage
     handle_ctx = pruned(model, config) if config is not None else None
+    extra = context if context is not None else contextlib.nullcontext()
     try:
+        extra.__enter__()
         handle = handle_ctx.__enter__() if handle_ctx is not None else None
         with torch.no_grad():
             model(**inputs, use_cache=True)  # warm-up
@@ -128,6 +133,7 @@ def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig 
         vis_t.remove()
         if handle_ctx is not None:
             handle_ctx.__exit__(None, None, None)
+        extra.__exit__(None, None, None)
     n = int(inputs["attention_mask"][0].sum())
     dense_flops = prefill_flops([n] * ad.num_layers, ad.text_config) * inputs["input_ids"].shape[0]
     visual = int((inputs["input_ids"][0] == ad.visual_token_ids()["image"]).sum())

@@ -5,10 +5,11 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..config import PruneConfig
+from ..config import PruneConfig, Stage
 from ..errors import InputError
 from ..presets import build_preset, preset_names
 from . import geometry
+from .baseline import eager_weights_at
 from .measure import Measurement, measure
 
 VISUAL = 576
@@ -25,6 +26,7 @@ class BenchSpec:
     repeats: int = 3
     decode_steps: int = 4
     device: str = "cpu"
+    baseline: bool = True  # FastV-reference-style eager peer at every in-LLM stage
 
     def validate(self, num_layers: int) -> None:
         for b in self.batches:
@@ -80,6 +82,11 @@ def run(spec: BenchSpec, progress: Callable[[str], None] | None = None) -> dict[
                     rows.append(_row(m, dense, preset=preset, stage=stage, keep=keep))
                     if progress:
                         progress(f"batch {b} {preset} @{stage} keep {keep}")
+            if spec.baseline and isinstance(stage, int) and stage >= 1:
+                for keep in [k for k in spec.keeps if k != VISUAL]:
+                    cfg = PruneConfig([Stage(stage, keep=keep, scorer="_eager_previous_layer")])
+                    m = measure(model, inputs, cfg, "fastv-eager", context=eager_weights_at(model, stage - 1), **kw)
+                    rows.append(_row(m, dense, preset="fastv-eager (peer)", stage=stage, keep=keep))
     return {"geometry": g.name, "note": g.note, "layers": n_layers, "device": spec.device, "spec": spec.__dict__,
             "rows": rows}
 
