@@ -23,14 +23,16 @@ def _capture(view: TokenView, *, query: str = "last") -> torch.Tensor:
 
 @pytest.mark.parametrize("family", ["llava", "qwen2_vl", "qwen3_vl"])
 @pytest.mark.parametrize("layer", [1, 3])
-def test_attention_scorer_equals_eager_attention_weights(family, layer):
-    """Our q/k recomputation (SDPA stays on) reproduces the eager attention probabilities at layer K."""
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_attention_scorer_equals_eager_attention_weights(family, layer, use_cache):
+    """A stage at layer K scores with layer K-1's attention (FastV), reproduced without eager attention: keys come
+    from layer K-1's KV cache (use_cache=True) or are recomputed (use_cache=False)."""
     model = tiny(family, "eager")
     inputs = batch(family, model)
     dense = model(**inputs, output_attentions=True)
-    att = dense.attentions[layer].mean(1)  # [B, n, n]
+    att = dense.attentions[layer - 1].mean(1)  # [B, n, n]
     with tp.pruned(model, PruneConfig([Stage(layer, keep=0.5, scorer="_capture_attention")])):
-        model(**inputs)
+        model(**inputs, use_cache=use_cache)
     view, scores = CAPTURED["view"], CAPTURED["scores"]
     last = att[:, -1, :]  # left padding: the last position is every row's last token
     expect = torch.gather(last, 1, view.visual_index) * view.visual_mask

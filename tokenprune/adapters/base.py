@@ -100,29 +100,32 @@ class Adapter:
         return self.default_position_ids(batch, q_len, dense_seen, device)
 
     # -- attention at a layer -----------------------------------------------------------------------------
-    def query_key(self, layer_idx: int, hidden: torch.Tensor, q_index: torch.Tensor,
-                  cos: torch.Tensor, sin: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Rotated queries ``[B, H, Q, hd]`` at ``q_index [B, Q]`` and keys ``[B, H, n, hd]`` (GQA-expanded) of
-        layer ``layer_idx`` for the hidden states entering it, exactly as the layer's attention computes them."""
+    def query_key(self, layer_idx: int, hidden: torch.Tensor, q_index: torch.Tensor, cos: torch.Tensor,
+                  sin: torch.Tensor, keys: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotated, scaled queries ``[B, H, Q, hd]`` at ``q_index [B, Q]`` and keys ``[B, H, n, hd]`` (GQA-expanded)
+        of layer ``layer_idx`` for the hidden states entering it, exactly as the layer's attention computes them.
+        ``keys``: the layer's cached (rotated) keys ``[B, H_kv, n, hd]``, reused instead of recomputed."""
         layer = self.layers[layer_idx]
         attn = layer.self_attn
-        x = layer.input_layernorm(hidden)
-        b, n, _ = x.shape
+        b, n, dim = hidden.shape
         hd = attn.head_dim
-        xq = torch.gather(x, 1, q_index.unsqueeze(-1).expand(-1, -1, x.shape[-1]))
+        xq = layer.input_layernorm(torch.gather(hidden, 1, q_index.unsqueeze(-1).expand(-1, -1, dim)))
         q = attn.q_proj(xq).view(b, q_index.shape[1], -1, hd)
-        k = attn.k_proj(x).view(b, n, -1, hd)
         if hasattr(attn, "q_norm"):
-            q, k = attn.q_norm(q), attn.k_norm(k)
-        q, k = q.transpose(1, 2), k.transpose(1, 2)
+            q = attn.q_norm(q)
+        q = q.transpose(1, 2)
         rotate = sys.modules[type(attn).__module__].apply_rotary_pos_emb
         cos, sin = cos.expand(b, -1, -1), sin.expand(b, -1, -1)
         cq = torch.gather(cos, 1, q_index.unsqueeze(-1).expand(-1, -1, cos.shape[-1]))
         sq = torch.gather(sin, 1, q_index.unsqueeze(-1).expand(-1, -1, sin.shape[-1]))
         q = rotate(q, q, cq, sq)[0]
-        k = rotate(k, k, cos, sin)[0]
-        k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)
-        return q * attn.scaling, k
+        if keys is None:
+            k = attn.k_proj(layer.input_layernorm(hidden)).view(b, n, -1, hd)
+            if hasattr(attn, "k_norm"):
+                k = attn.k_norm(k)
+            keys = rotate(k.transpose(1, 2), k.transpose(1, 2), cos, sin)[0]
+        keys = keys.repeat_interleave(q.shape[1] // keys.shape[1], dim=1)
+        return q * attn.scaling, keys
 
     # -- masks --------------------------------------------------------------------------------------------
     def layer_type(self, layer_idx: int) -> str:

@@ -156,11 +156,14 @@ class Runtime(FeatureCapture):
                 kwargs["hidden_states"] = hidden
         seg = st.segment_for_layer(i)
         st.current = seg
+        if seg is not None and not seg.via_lm and st.phase == "prefill":
+            kwargs.update(seg.prefill_kwargs)
+        if st.phase == "prefill" and (i + 1) in self._layer_stage:
+            # FastV scores the stage at K from layer K-1's attention: keep that layer's input (no copy)
+            st.previous_layer = (i, args[0] if args else kwargs["hidden_states"], kwargs["position_embeddings"])
         if seg is None or seg.via_lm:
             return args, kwargs
-        if st.phase == "prefill":
-            kwargs.update(seg.prefill_kwargs)
-        else:
+        if st.phase != "prefill":
             hidden = args[0] if args else kwargs["hidden_states"]
             key = (seg.start_layer, self.adapter.layer_type(i))
             if key not in st.step_masks:
@@ -249,8 +252,11 @@ class Runtime(FeatureCapture):
             if [len(r) for r in cand.selections] == n_images:
                 frozen = cand
         gen = torch.Generator().manual_seed(self.config.seed * 1000 + stage_index)
-        attn_layer = layer if layer is not None else 0
-        attention_fn = functools.partial(self._attention, attn_layer, cos_sin)
+        prev = st.previous_layer if layer is not None else None
+        if prev is not None and prev[0] == layer - 1:
+            attention_fn = functools.partial(self._attention, prev[0], prev[2], prev[1])
+        else:  # pre_llm (or a stage at layer 0): layer 0's q/k on the stage's input
+            attention_fn = functools.partial(self._attention, layer or 0, cos_sin, hidden)
         visual_in = [sum(im.alive.numel() for im in row) for row in st.images]
         res = run_stage(stage, hidden, valid, st.images, layer, gen, attention_fn, frozen)
         if res is not None:
@@ -339,19 +345,28 @@ class Runtime(FeatureCapture):
         return st.cache_ref() if st.cache_ref is not None else None
 
     # -- attention scoring --------------------------------------------------------------------------------
-    def _attention(self, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor], view: TokenView,
-                   query: str) -> torch.Tensor:
+    def _attention(self, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor], hidden: torch.Tensor,
+                   view: TokenView, query: str) -> torch.Tensor:
+        """Attention of ``layer`` (whose input was ``hidden``) from the chosen queries to every token, at the visual
+        tokens. Keys come from that layer's KV cache when it holds exactly this sequence (no recomputation)."""
         valid = view.valid
         b, n = valid.shape
         if query == "last":
             q_index, q_ok = _last_valid(valid)[:, None], torch.ones(b, 1, dtype=torch.bool, device=valid.device)
         else:
             q_index, q_ok = compaction_index(view.text_mask, left=False)
+        cache = self._cache_of(self.state) if self.state is not None else None
+        keys = None
+        cache_layers = getattr(cache, "layers", None)
+        if cache_layers is not None and layer < len(cache_layers):
+            k = getattr(cache_layers[layer], "keys", None)
+            if isinstance(k, torch.Tensor) and k.shape[0] == b and k.shape[-2] == n:
+                keys = k
         with torch.no_grad():
-            q, k = self.adapter.query_key(layer, view.hidden, q_index, *cos_sin)
+            q, k = self.adapter.query_key(layer, hidden, q_index, *cos_sin, keys=keys)
             logits = torch.matmul(q.float(), k.float().transpose(-1, -2))  # [B, H, Q, n]
-            keys = torch.arange(n, device=valid.device)
-            allowed = valid[:, None, :] & (keys[None, None, :] <= q_index[:, :, None])  # [B, Q, n]
+            positions = torch.arange(n, device=valid.device)
+            allowed = valid[:, None, :] & (positions[None, None, :] <= q_index[:, :, None])  # [B, Q, n]
             probs = logits.masked_fill(~allowed[:, None], float("-inf")).softmax(-1).mean(1)  # [B, Q, n]
             vis = torch.gather(probs, 2, view.visual_index[:, None, :].expand(-1, probs.shape[1], -1))
             see = (view.visual_index[:, None, :] < q_index[:, :, None]) & q_ok[:, :, None]

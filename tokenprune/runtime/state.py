@@ -53,6 +53,7 @@ class CallState:
     step_tail: torch.Tensor | None = None
     step_masks: dict = field(default_factory=dict)
     current: Segment | None = None
+    previous_layer: tuple | None = None  # (index, input hidden, rotary tables) of the layer before a stage
 
     def bind_cache(self, cache: Any) -> None:
         self.cache_ref = weakref.ref(cache) if cache is not None else None

@@ -19,10 +19,13 @@ def _check(*, query: str = "last") -> None:
 def attention_scores(view: TokenView, *, query: str = "last") -> torch.Tensor:
     """FastV (Chen et al., "An Image is Worth 1/2 Tokens After Layer 2", ECCV 2024).
 
-    score_v = mean_h softmax(q_h · K_hᵀ / √d)[v], with q from the last valid token (``query="last"``) or averaged over
-    all text tokens that can attend to ``v`` (``query="text"``); q/k come from this stage's layer (input norm, q/k
-    projections, per-head norms where the family has them, rotary/M-RoPE), the softmax runs over every unmasked key.
-    Unlike FastV's reference code this never turns on eager attention or ``output_attentions``.
+    score_v = mean_h softmax(q_h · K_hᵀ / √d)[v] of layer ``K − 1`` for a stage at layer ``K`` (FastV prunes after the
+    layer whose attention map it reads), with q from the last valid token (``query="last"``) or averaged over all text
+    tokens that can attend to ``v`` (``query="text"``). Keys are read from layer K−1's KV cache (no recomputation;
+    recomputed when there is no cache), queries from its input (norm, q projection, per-head norm where the family has
+    one, rotary/M-RoPE); the softmax runs over every unmasked key. Before the LLM (and at ``K = 0``) layer 0's q/k on
+    the stage's input are used. Unlike FastV's reference code this never turns on eager attention or
+    ``output_attentions``.
     """
     return view.attention(query)
 
