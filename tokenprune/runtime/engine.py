@@ -5,6 +5,7 @@ import functools
 from typing import Any
 
 import torch
+from transformers import DynamicCache
 
 from ..adapters.base import Adapter
 from ..config import AUTO, PRE_LLM, PruneConfig
@@ -182,6 +183,11 @@ class Runtime(FeatureCapture):
             raise InputError("attention_mask: tokenprune needs the 2-D padding mask; prepared 4-D masks (static or "
                              "compiled caches) are not supported, use the default DynamicCache")
         b, n = emb.shape[:2]
+        use_cache = kwargs.get("use_cache")
+        if cache is None and (use_cache if use_cache is not None else getattr(self.adapter.text_config, "use_cache",
+                                                                                False)):
+            # the LM would create this cache itself; creating it here lets the stages read its keys during prefill
+            cache = kwargs["past_key_values"] = DynamicCache(config=self.adapter.text_config)
         valid = mask.bool() if mask is not None else torch.ones(b, n, dtype=torch.bool, device=emb.device)
         images = self._find_images(pending, b, n, emb.device)
         st = CallState(batch=b, dense_len=n, dense_valid=valid, left_pad=is_left_padded(valid), images=images,
