@@ -9,7 +9,7 @@ from .errors import ConfigError
 Stages = Callable[[int], list[dict[str, Any]]]
 
 PRESETS: dict[str, tuple[str, Stages]] = {
-    "fastv": ("FastV (Chen et al., ECCV 2024): last-token text->visual attention at LM layer 2, keep 25%",
+    "fastv": ("FastV (Chen et al., ECCV 2024): prune at LM layer 2 by layer 1's last-token attention, keep 25%",
               lambda n: [dict(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")]),
     "debiased-fastv": ("FastV with Attention Debiasing: position trend fitted and divided out per image, padding "
                        "and sink tokens excluded, layer 2, keep 25%",
