@@ -146,19 +146,18 @@ class Runtime(FeatureCapture):
         st = self.state
         if st is None or self._bypass:
             return None
-        if st.phase == "prefill" and i in self._layer_stage:
-            prev = st.last
-            if prev is not None and not prev.via_lm:
-                kwargs.update(prev.prefill_kwargs)  # the stage sees the previous segment's positions
-            hidden = args[0] if args else kwargs["hidden_states"]
-            hidden = self._layer_stage_prefill(st, i, hidden, kwargs)
-            args = (hidden,) + tuple(args[1:]) if args else args
-            if not args:
-                kwargs["hidden_states"] = hidden
         seg = st.segment_for_layer(i)
+        if st.phase == "prefill":
+            if seg is not None and not seg.via_lm:
+                kwargs.update(seg.prefill_kwargs)  # this segment's positions, rotary tables and mask
+            if i in self._layer_stage:  # may open a new segment and substitute its kwargs
+                hidden = args[0] if args else kwargs["hidden_states"]
+                hidden = self._layer_stage_prefill(st, i, hidden, kwargs)
+                args = (hidden,) + tuple(args[1:]) if args else args
+                if not args:
+                    kwargs["hidden_states"] = hidden
+                seg = st.segment_for_layer(i)
         st.current = seg
-        if seg is not None and not seg.via_lm and st.phase == "prefill":
-            kwargs.update(seg.prefill_kwargs)
         if st.phase == "prefill" and (i + 1) in self._layer_stage:
             # FastV scores the stage at K from layer K-1's attention: keep that layer's input (no copy)
             st.previous_layer = (i, args[0] if args else kwargs["hidden_states"], kwargs["position_embeddings"])
@@ -245,6 +244,7 @@ class Runtime(FeatureCapture):
             pk["position_ids"] = gather_tokens(kwargs["position_ids"], idx, -1)
         pk["attention_mask"] = self.adapter.make_mask(i, new_hidden, seg.valid, self._cache_of(st))
         seg.prefill_kwargs = pk
+        kwargs.update(pk)
         return new_hidden
 
     def _run(self, st: CallState, stage_index: int, hidden: torch.Tensor, layer: int | None,
@@ -339,8 +339,6 @@ class Runtime(FeatureCapture):
             raise InputError(f"batch size changed from {st.batch} to {tail.shape[0]} during decoding")
         st.step_tail, st.step_masks = tail, {}
         st.dense_seen += q
-        if kwargs.get("position_ids") is None:
-            kwargs["position_ids"] = self.adapter.default_position_ids(st.batch, q, st.dense_seen - q, emb.device)
         first = st.segments[0]
         if first.via_lm:
             kwargs["attention_mask"] = torch.cat([first.valid, tail], dim=1).long()
