@@ -20,10 +20,8 @@ def _trend_probe(view: TokenView, *, query: str = "last") -> torch.Tensor:
     """Records (position in image, centred log attention) per image; internal to calibration."""
     a = view.attention(query).float().clamp(min=1e-12).log()
     t = view.local_index.float() / (view.image_len - 1).clamp(min=1).float()
-    for r in range(a.shape[0]):
-        for j in view.image_id[r][view.visual_mask[r]].unique().tolist():
-            m = view.visual_mask[r] & (view.image_id[r] == j)
-            _RECORD.append((t[r][m], a[r][m] - a[r][m].median()))
+    for r, m in view.image_masks():
+        _RECORD.append((t[r][m], a[r][m] - a[r][m].median()))
     return torch.zeros_like(a)
 
 

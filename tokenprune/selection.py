@@ -111,9 +111,9 @@ def adaptive(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, lam
     """AgilePruner-like: per image, MMR with ``λ = lam_max − (lam_max − lam_min) · r`` where ``r`` is the effective
     rank of the image's features divided by ``min(V, D)``. Simple images (evidence concentrated, low rank) lean on
     the scores (attention); complex ones (evidence spread, high rank) lean on diversity."""
-    r = effective_rank(features) / max(1, min(features.shape))
-    lam = lam_max - (lam_max - lam_min) * min(1.0, r)
-    return mmr(scores, features, k, lam=lam)
+    valid = torch.ones(1, scores.shape[0], dtype=torch.bool, device=scores.device)
+    lam = _adaptive_lambdas(features[None], valid, lam_min, lam_max)
+    return mmr_batched(scores[None], features[None], valid, [k], lam)[0]
 
 
 def _check_adaptive(*, lam_min: float = 0.2, lam_max: float = 1.0) -> None:

@@ -86,18 +86,16 @@ def debiased_attention_scores(view: TokenView, *, base: str = "attention", query
     slope = float(load_calibration(calibration)["slope"]) if mode == "calibrated" else None
     norms = view.features.float().norm(dim=-1) if sinks else None
     beta = torch.zeros_like(raw)
-    for r in range(raw.shape[0]):
-        for j in view.image_id[r][view.visual_mask[r]].unique().tolist():
-            m = view.visual_mask[r] & (view.image_id[r] == j)
-            if sinks and int(m.sum()) > 8:
-                sink = (_robust_z(y[r][m]) > sink_z) & (_robust_z(norms[r][m]) > sink_z)
-                idx = m.nonzero().squeeze(1)
-                excluded[r, idx[sink]] = True
-            fit = m & ~excluded[r]
-            if slope is not None:
-                beta[r, m] = slope
-            elif int(fit.sum()) >= 3:
-                beta[r, m] = robust_line(t[r][fit], y[r][fit])[1]
+    for r, m in view.image_masks():
+        if sinks and int(m.sum()) > 8:
+            sink = (_robust_z(y[r][m]) > sink_z) & (_robust_z(norms[r][m]) > sink_z)
+            idx = m.nonzero().squeeze(1)
+            excluded[r, idx[sink]] = True
+        fit = m & ~excluded[r]
+        if slope is not None:
+            beta[r, m] = slope
+        elif int(fit.sum()) >= 3:
+            beta[r, m] = robust_line(t[r][fit], y[r][fit])[1]
     score = raw / torch.exp(beta * t)
     return score.masked_fill(excluded, -math.inf)
 

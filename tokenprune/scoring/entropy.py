@@ -71,10 +71,8 @@ def entropy_scores(view: TokenView, *, rank: int | None = 64) -> torch.Tensor:
     per image, on this stage's visual features; higher = removing it loses more entropy = keep."""
     feats = view.features
     out = torch.zeros(view.visual_mask.shape, dtype=torch.float32, device=feats.device)
-    for r in range(out.shape[0]):
-        for j in view.image_id[r][view.visual_mask[r]].unique().tolist():
-            m = view.visual_mask[r] & (view.image_id[r] == j)
-            out[r, m] = leave_one_out_entropy(feats[r][m], rank).float()
+    for r, m in view.image_masks():
+        out[r, m] = leave_one_out_entropy(feats[r][m], rank).float()
     return out
 
 

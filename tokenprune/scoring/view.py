@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Iterator
 
 import torch
 
@@ -48,6 +48,12 @@ class TokenView:
         vis = torch.zeros_like(self.valid)
         vis.scatter_(1, self.visual_index, self.visual_mask)
         return self.valid & ~vis
+
+    def image_masks(self) -> Iterator[tuple[int, torch.Tensor]]:
+        """``(row, mask [V])`` for every image/video item of the batch, its tokens marked in ``visual_index``."""
+        for r in range(self.visual_mask.shape[0]):
+            for j in self.image_id[r][self.visual_mask[r]].unique().tolist():
+                yield r, self.visual_mask[r] & (self.image_id[r] == j)
 
     def attention(self, query: str = "last") -> torch.Tensor:
         """``[B, V]`` text->visual attention at this stage's layer (mean over heads and query tokens).
