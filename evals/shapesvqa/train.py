@@ -1,0 +1,182 @@
+"""Trains the ShapesVQA model from scratch (resumable; CPU or GPU).
+
+    python -m evals.shapesvqa.train --work runs/shapes --steps 3000 [--resume] [--export tokenprune/assets/shapesvqa]
+
+Each step draws fresh training scenes; every image carries ``--turns`` question/answer turns in one sequence, so the
+576-token image is paid once for several answers. Besides the answer loss, a linear head on the projector output
+predicts each patch's colour, shape, grid cell and whether it holds an object's centre (an auxiliary loss that
+grounds the visual tokens quickly; the head is not part of the exported model).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tokenprune.shapesvqa import model as M
+from tokenprune.shapesvqa.data import examples
+from tokenprune.shapesvqa.questions import make_qas
+from tokenprune.shapesvqa.scene import make_scene, patch_labels, render
+
+AUX = {"colour": 7, "shape": 5, "cell": 9, "centre": 2}
+
+
+class Batcher:
+    """Turns seeds into (pixel_values, input_ids, answer positions/targets, patch labels)."""
+
+    def __init__(self, processor, turns: int) -> None:
+        self.ip = processor.image_processor
+        self.vocab = processor.tokenizer.get_vocab()
+        self.turns = turns
+
+    def ids(self, words: list[str]) -> list[int]:
+        return [self.vocab[w] for w in words]
+
+    def __call__(self, seeds: list[int]) -> dict[str, torch.Tensor]:
+        images, rows, targets, labels = [], [], [], {k: [] for k in AUX}
+        for seed in seeds:
+            scene = make_scene(seed)
+            img, lmap = render(scene)
+            images.append(img)
+            for k, v in patch_labels(scene, lmap).items():
+                labels[k].append(torch.as_tensor(v))
+            ids, tg = self.ids(["USER", ":"]) + [M.IMAGE] * M.VISUAL_TOKENS, []
+            for i, qa in enumerate(make_qas(scene, self.turns, seed * 31 + 7)):
+                if i:
+                    ids += self.ids(["USER", ":"])
+                ids += self.ids(qa.question.split() + ["ASSISTANT", ":"])
+                tg.append((len(ids) - 1, self.vocab[qa.answer]))
+                ids.append(self.vocab[qa.answer])
+            rows.append(ids)
+            targets.append(tg)
+        n = max(map(len, rows))
+        input_ids = torch.full((len(rows), n), M.PAD)
+        mask = torch.zeros(len(rows), n, dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        pos = torch.tensor([[i, p] for i, tg in enumerate(targets) for p, _ in tg])
+        tgt = torch.tensor([t for tg in targets for _, t in tg])
+        pix = self.ip(images, return_tensors="pt")["pixel_values"]
+        return {"pixel_values": pix, "input_ids": input_ids, "attention_mask": mask, "pos": pos, "tgt": tgt,
+                **{f"aux_{k}": torch.stack(v) for k, v in labels.items()}}
+
+
+def losses(model, head, batch, aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    feats = model.model.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
+    feats = torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats  # (B, 576, D)
+    embeds = model.get_input_embeddings()(batch["input_ids"])
+    img = batch["input_ids"] == M.IMAGE
+    embeds = embeds.masked_scatter(img[..., None], feats.reshape(-1, feats.shape[-1]).to(embeds.dtype))
+    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+    pos = batch["pos"]
+    logits = model.lm_head(hidden[pos[:, 0], pos[:, 1]]).float()
+    qa_loss = F.cross_entropy(logits, batch["tgt"])
+    out = {"qa": qa_loss.item(), "qa_acc": (logits.argmax(-1) == batch["tgt"]).float().mean().item()}
+    total = qa_loss
+    if aux_weight:
+        a = head(feats).float()
+        start = 0
+        for k, n in AUX.items():
+            weight = torch.tensor([1.0, 20.0]) if k == "centre" else None
+            l = F.cross_entropy(a[..., start:start + n].reshape(-1, n), batch[f"aux_{k}"].reshape(-1), weight=weight)
+            out[f"aux_{k}"] = l.item()
+            total = total + aux_weight * l
+            start += n
+    return total, out
+
+
+@torch.no_grad()
+def evaluate(model, processor, split: str, n: int, batch: int = 16) -> dict[str, float]:
+    model.eval()
+    exs = examples(split, n)
+    hits: dict[str, list[bool]] = {"localized": [], "global": []}
+    for i in range(0, n, batch):
+        chunk = exs[i:i + batch]
+        preds = M.answer(model, processor, [e.image() for e in chunk], [e.qa.question for e in chunk])
+        for e, p in zip(chunk, preds):
+            hits[e.qa.kind].append(p == e.qa.answer)
+    model.train()
+    allh = hits["localized"] + hits["global"]
+    return {"acc": sum(allh) / len(allh), **{k: sum(v) / max(len(v), 1) for k, v in hits.items()}}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default="runs/shapesvqa", help="checkpoints and the learning curve go here")
+    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--batch", type=int, default=8, help="images per step")
+    ap.add_argument("--turns", type=int, default=8, help="question/answer turns per image")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--aux", type=float, default=0.5, help="weight of the per-patch auxiliary loss")
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-n", type=int, default=256)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export", default=None, help="save_pretrained the final model (and processor) here")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from tqdm import tqdm
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    processor = M.make_processor()
+    model = M.make_model(seed=args.seed).to(device).train()
+    head = torch.nn.Linear(model.config.text_config.hidden_size, sum(AUX.values())).to(device)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    step = 0
+    ckpt = work / "ckpt.pt"
+    if args.resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device)
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["opt"])
+        step = state["step"]
+    batcher = Batcher(processor, args.turns)
+    warm = min(200, args.steps // 10)
+    sched = lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / args.steps, 1))))
+    curve = open(work / "curve.jsonl", "a")
+    bar = tqdm(total=args.steps, initial=step, desc="train")
+    t0 = time.time()
+    rng = random.Random(args.seed * 1_000_003 + step)
+    while step < args.steps:
+        seeds = [rng.randrange(9_000_000) for _ in range(args.batch)]  # train scenes live below the val split
+        batch = {k: v.to(device) for k, v in batcher(seeds).items()}
+        for g in opt.param_groups:
+            g["lr"] = args.lr * sched(step)
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss, logs = losses(model, head, batch, args.aux)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(qa=f"{logs['qa']:.3f}", acc=f"{logs['qa_acc']:.2f}")
+        if step % args.eval_every == 0 or step == args.steps:
+            ev = evaluate(model, processor, "val", args.eval_n)
+            rec = {"step": step, "images": step * args.batch, "minutes": (time.time() - t0) / 60, **logs,
+                   **{f"val_{k}": v for k, v in ev.items()}}
+            curve.write(json.dumps(rec) + "\n")
+            curve.flush()
+            bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
+            torch.save({"model": model.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
+                        "step": step}, ckpt)
+    bar.close()
+    if args.export:
+        model.eval().save_pretrained(args.export)
+        processor.save_pretrained(args.export)
+        print(f"exported to {args.export}")
+
+
+if __name__ == "__main__":
+    main()
