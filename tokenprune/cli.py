@@ -151,12 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--quick", action="store_true", help="a seconds-long smoke run (CI)")
     b.add_argument("--out", default="bench.json")
     b.add_argument("--plot", default=None, help="write a speedup-vs-kept plot (PNG) here")
+    from .weights import cli as weights_cli
+
+    weights_cli.add_parser(sub)
     args = parser.parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=130)
     try:
         if getattr(args, "repeats", 1) < 1 or getattr(args, "new_tokens", 1) < 1:
             raise TokenPruneError("--repeats and --new-tokens must be >= 1")
-        return {"info": _info, "demo": _demo, "calibrate": _calibrate, "bench": _bench}[args.cmd](args, console)
+        commands = {"info": _info, "demo": _demo, "calibrate": _calibrate, "bench": _bench,
+                    "prune-weights": weights_cli.run}
+        return commands[args.cmd](args, console)
     except TokenPruneError as e:
         console.print(f"[red]error:[/red] {e}")
         return 2
