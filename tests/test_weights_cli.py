@@ -2,7 +2,6 @@
 import json
 
 import pytest
-import torch
 from transformers import AutoModelForImageTextToText
 
 from tokenprune.cli import main

@@ -36,6 +36,42 @@ def _info(args: argparse.Namespace, console: Console) -> int:
 
 
 def _demo(args: argparse.Namespace, console: Console) -> int:
+    from .demo import has_embedded
+
+    if has_embedded() and not args.random:
+        return _demo_embedded(args, console)
+    return _demo_random(args, console)
+
+
+def _demo_embedded(args: argparse.Namespace, console: Console) -> int:
+    from rich.markup import escape
+    from rich.progress import Progress
+
+    from .demo import EMBEDDED_METHODS, run_embedded_demo
+    from .shapesvqa.data import examples
+
+    exs = examples("test", args.samples)
+    console.print("[bold]tokenprune demo[/bold]: the embedded ShapesVQA model (LLaVA-1.5 architecture, 336/14 tower "
+                  f"-> 576 visual tokens per image) answers {len(exs)} test questions, densely and pruned.")
+    for i, e in enumerate(exs):
+        console.print(escape(f"  q{i}: [{e.qa.kind}] {e.qa.question}  (answer: {e.qa.answer})"))
+    with Progress(console=console, transient=True) as prog:
+        task = prog.add_task("running dense and pruned", total=len(EMBEDDED_METHODS))
+        rows = run_embedded_demo(repeats=args.repeats, out_dir=args.out_dir, samples=args.samples,
+                                 progress=lambda: prog.advance(task))
+    t = Table(title=f"Dense vs pruned: batch of {len(exs)} (median prefill of the batch, {args.repeats} runs)")
+    for col in ("method", "visual tokens kept", "prefill ms", "speedup", "LM FLOPs", "answers q0..", "correct"):
+        t.add_column(col, no_wrap=col == "method")
+    for r in rows:
+        t.add_row(r.method, str(r.visual_tokens), f"{r.prefill_ms:.1f}", f"{r.speedup:.2f}x", f"{r.flops_ratio:.3f}",
+                  " ".join(r.answers[:4]) + (" .." if len(r.answers) > 4 else ""), f"{r.correct}/{len(r.answers)}")
+    console.print(t)
+    if args.out_dir:
+        console.print(f"kept patches of the first image, one PNG per method: {args.out_dir}/")
+    return 0
+
+
+def _demo_random(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress
 
     from .demo import DEMO_GEOMETRY, DEMO_METHODS, run_demo
@@ -124,13 +160,52 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
     return 0
 
 
+def _eval(args: argparse.Namespace, console: Console) -> int:
+    from rich.progress import Progress
+
+    from .quality import Sweep, run_sweep, save
+
+    def split(text: str) -> list[str]:
+        return [x for x in text.split(",") if x]
+
+    try:
+        keeps = [int(k) for k in split(args.keep)]
+    except ValueError as e:
+        raise TokenPruneError(f"--keep: expected comma-separated integers, got {args.keep!r}") from e
+    sw = Sweep(model=args.model, presets=split(args.presets), keeps=keeps, split=args.split, limit=args.limit,
+               batch=args.batch, layer=args.layer)
+    sw.validate()
+    n = len(sw.presets) * len(sw.keeps) + 1
+    with Progress(console=console, transient=True) as prog:
+        task = prog.add_task("loading", total=n)
+        result = run_sweep(sw, progress=lambda d: (prog.update(task, description=d), prog.advance(task)))
+    paths = save(result, args.out)
+    d = result["dense"]
+    t = Table(title=f"ShapesVQA {result['split']} (n={result['limit']}), model {result['model']}")
+    for col in ("method", "kept/576", "accuracy", "localized", "global", "retention", "ms/sample", "speedup",
+                "LM FLOPs"):
+        t.add_column(col)
+    t.add_row("dense", "576", f"{d['accuracy']:.3f}", f"{d['localized']:.3f}", f"{d['global']:.3f}", "1.000",
+              f"{d['ms_per_sample']:.1f}", "1.00x", "1.000")
+    for r in result["rows"]:
+        t.add_row(r["preset"], str(r["keep"]), f"{r['accuracy']:.3f}", f"{r['localized']:.3f}", f"{r['global']:.3f}",
+                  f"{r['retention']:.3f}", f"{r['ms_per_sample']:.1f}", f"{r['speedup']:.2f}x",
+                  f"{r['flops_ratio']:.3f}")
+    console.print(t)
+    console.print("written: " + ", ".join(paths))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="tokenprune", description="Visual-token pruning for HF VLMs")
     sub = parser.add_subparsers(dest="cmd", required=True)
     sub.add_parser("info", help="list adapters, presets, scorers")
     d = sub.add_parser("demo", help="dense vs pruned on a model built in code")
     d.add_argument("--repeats", type=int, default=3, help="timed prefill repeats (median)")
-    d.add_argument("--new-tokens", type=int, default=8, help="greedy tokens generated per method")
+    d.add_argument("--new-tokens", type=int, default=8, help="greedy tokens generated per method (--random)")
+    d.add_argument("--samples", type=int, default=8, help="test questions answered (embedded model)")
+    d.add_argument("--out-dir", default="demo_out", help="PNGs of the kept patches go here ('' to skip)")
+    d.add_argument("--random", action="store_true", help="time the random-weight LLaVA-1.5-shaped model instead")
     c = sub.add_parser("calibrate", help="fit the attention position trend for debiased_attention(mode='calibrated')")
     c.add_argument("model", help="a local model folder (with its processor)")
     c.add_argument("--layer", type=int, default=2, help="LM layer whose attention is debiased")
@@ -151,16 +226,25 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--quick", action="store_true", help="a seconds-long smoke run (CI)")
     b.add_argument("--out", default="bench.json")
     b.add_argument("--plot", default=None, help="write a speedup-vs-kept plot (PNG) here")
+    e = sub.add_parser("eval", help="accuracy of presets x budgets on ShapesVQA (JSON, CSV, Pareto plots)")
+    e.add_argument("--model", default="embedded", help="a ShapesVQA model folder, or 'embedded'")
+    e.add_argument("--presets", default="fastv,divprune,visionzip,random")
+    e.add_argument("--keep", default="288,192,144,64,32", help="visual tokens kept per image (of 576)")
+    e.add_argument("--split", default="test")
+    e.add_argument("--limit", type=int, default=200, help="first N examples of the split")
+    e.add_argument("--batch", type=int, default=16)
+    e.add_argument("--layer", type=int, default=None, help="LM layer for in-LLM presets (default: the preset's)")
+    e.add_argument("--out", default="results.json")
     from .weights import cli as weights_cli
 
     weights_cli.add_parser(sub)
     args = parser.parse_args(argv)
     console = Console() if sys.stdout.isatty() else Console(width=130)
     try:
-        if getattr(args, "repeats", 1) < 1 or getattr(args, "new_tokens", 1) < 1:
-            raise TokenPruneError("--repeats and --new-tokens must be >= 1")
+        if min(getattr(args, "repeats", 1), getattr(args, "new_tokens", 1), getattr(args, "samples", 1)) < 1:
+            raise TokenPruneError("--repeats, --new-tokens and --samples must be >= 1")
         commands = {"info": _info, "demo": _demo, "calibrate": _calibrate, "bench": _bench,
-                    "prune-weights": weights_cli.run}
+                    "prune-weights": weights_cli.run, "eval": _eval}
         return commands[args.cmd](args, console)
     except TokenPruneError as e:
         console.print(f"[red]error:[/red] {e}")

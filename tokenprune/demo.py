@@ -1,8 +1,6 @@
 """``tokenprune demo``: dense vs pruned side by side on a model built in code (no downloads)."""
 from __future__ import annotations
 
-import statistics
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -73,14 +71,10 @@ def _demo_inputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _prefill_ms(model: torch.nn.Module, inputs: dict, repeats: int) -> float:
-    times = []
+    from .timing import median_ms
+
     with torch.no_grad():
-        model(**inputs)  # warm-up
-        for _ in range(repeats):
-            t = time.perf_counter()
-            model(**inputs)
-            times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+        return median_ms(lambda: model(**inputs), repeats)
 
 
 def run_demo(repeats: int = 3, new_tokens: int = 8, methods: list[tuple[str, dict]] | None = None,
@@ -104,4 +98,97 @@ def run_demo(repeats: int = 3, new_tokens: int = 8, methods: list[tuple[str, dic
                             bool(torch.equal(toks, dense_tokens))))
         if progress is not None:
             progress()
+    return rows
+
+
+# --- the embedded ShapesVQA model -------------------------------------------------------------------------------
+
+EMBEDDED_METHODS: list[tuple[str, dict[str, Any]]] = [
+    ("fastv", dict(keep=144, layer=2)),
+    ("fastv", dict(keep=64, layer=2)),
+    ("divprune", dict(keep=64)),
+    ("visionzip", dict(keep=64)),
+    ("idpruner", dict(keep=64)),
+    ("random", dict(keep=64)),
+]
+
+
+@dataclass
+class EmbeddedRow:
+    method: str
+    visual_tokens: int
+    prefill_ms: float
+    speedup: float
+    flops_ratio: float
+    answers: list[str]
+    correct: int
+    image: str | None = None
+
+
+def has_embedded() -> bool:
+    from .shapesvqa.model import EMBEDDED_DIR
+
+    return (EMBEDDED_DIR / "config.json").is_file()
+
+
+def overlay(image: Any, kept: list[int], grid: int = 24) -> Any:
+    """``image`` with the pruned patches dimmed and the kept ones outlined."""
+    from PIL import Image, ImageDraw
+
+    img = image.convert("RGB")
+    w, h = img.size
+    dim = Image.blend(img, Image.new("RGB", img.size, (20, 20, 20)), 0.75)
+    mask = Image.new("L", img.size, 0)
+    draw = ImageDraw.Draw(mask)
+    pw, ph = w / grid, h / grid
+    for i in kept:
+        r, c = divmod(i, grid)
+        draw.rectangle((c * pw, r * ph, (c + 1) * pw - 1, (r + 1) * ph - 1), fill=255)
+    out = Image.composite(img, dim, mask)
+    ImageDraw.Draw(out).text((4, 4), f"{len(kept)}/{grid * grid} kept", fill=(255, 255, 255))
+    return out
+
+
+def run_embedded_demo(repeats: int = 3, out_dir: str | None = "demo_out", samples: int = 8,
+                      methods: list[tuple[str, dict]] | None = None, progress: Any = None) -> list[EmbeddedRow]:
+    """Dense and each method on the shipped ShapesVQA model: answers to ``samples`` test questions, prefill time
+    of the batch, and (``out_dir``) one PNG per method with the patches kept for the first image."""
+    import os
+
+    from .shapesvqa import model as M
+    from .shapesvqa.data import examples
+    from .timing import median_ms
+
+    model, processor = M.load("embedded")
+    processor.tokenizer.padding_side = "left"
+    exs = examples("test", samples)
+    images = [e.image() for e in exs]
+    inputs = dict(processor(images=images, text=[M.prompt(processor, e.qa.question) for e in exs],
+                            return_tensors="pt", padding=True))
+    gold = [e.qa.answer for e in exs]
+    if out_dir:
+        os.makedirs(out_dir, exist_ok=True)
+
+    def answers() -> list[str]:
+        return processor.tokenizer.convert_ids_to_tokens(model(**inputs).logits[:, -1].argmax(-1).tolist())
+
+    with torch.no_grad():
+        dense_ms = median_ms(lambda: model(**inputs), repeats)
+        ans = answers()
+        rows = [EmbeddedRow("dense", 576, dense_ms, 1.0, 1.0, ans, sum(a == g for a, g in zip(ans, gold)))]
+        for name, kw in methods or EMBEDDED_METHODS:
+            cfg = PruneConfig.from_preset(name, num_layers=model.config.text_config.num_hidden_layers, **kw)
+            with pruned(model, cfg) as h:
+                ms = median_ms(lambda: model(**inputs), repeats)
+                ans = answers()
+                st = h.stats
+            label = f"{name} {kw['keep']}" + (f" @L{cfg.stages[0].at}" if cfg.stages[0].layer is not None else " pre_llm")
+            path = None
+            if out_dir:
+                path = os.path.join(out_dir, f"{name}_{kw['keep']}.png")
+                overlay(images[0], st.stages[-1].kept_indices[0][0]).save(path)
+            rows.append(EmbeddedRow(label, st.stages[-1].kept[0], ms, dense_ms / ms, st.flops_ratio, ans,
+                                    sum(a == g for a, g in zip(ans, gold)), path))
+            if progress is not None:
+                progress()
     return rows

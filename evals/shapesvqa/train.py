@@ -25,6 +25,9 @@ from tokenprune.shapesvqa.questions import make_qas
 from tokenprune.shapesvqa.scene import make_scene, patch_labels, render
 
 AUX = {"colour": 7, "shape": 5, "cell": 9, "centre": 2}
+#: (layer, query head) pairs whose attention from the answer position is taught to land on the evidence patches
+GROUNDED = ((2, 0), (3, 0))
+IMAGE_START = 2  # "USER :" precedes the image in every training row
 
 
 class Batcher:
@@ -38,20 +41,26 @@ class Batcher:
     def ids(self, words: list[str]) -> list[int]:
         return [self.vocab[w] for w in words]
 
+    def questions(self, scene, seed: int) -> list:
+        return make_qas(scene, self.turns, seed * 31 + 7)
+
     def __call__(self, seeds: list[int]) -> dict[str, torch.Tensor]:
-        images, rows, targets, labels = [], [], [], {k: [] for k in AUX}
+        images, rows, targets, labels, focus = [], [], [], {k: [] for k in AUX}, []
         for seed in seeds:
             scene = make_scene(seed)
             img, lmap = render(scene)
             images.append(img)
-            for k, v in patch_labels(scene, lmap).items():
-                labels[k].append(torch.as_tensor(v))
+            pl = patch_labels(scene, lmap)
+            for k in AUX:
+                labels[k].append(torch.as_tensor(pl[k]))
+            obj, cell = torch.as_tensor(pl["object"]), torch.as_tensor(pl["cell"])
             ids, tg = self.ids(["USER", ":"]) + [M.IMAGE] * M.VISUAL_TOKENS, []
-            for i, qa in enumerate(make_qas(scene, self.turns, seed * 31 + 7)):
+            for i, qa in enumerate(self.questions(scene, seed)):
                 if i:
                     ids += self.ids(["USER", ":"])
                 ids += self.ids(qa.question.split() + ["ASSISTANT", ":"])
                 tg.append((len(ids) - 1, self.vocab[qa.answer]))
+                focus.append(evidence(qa, obj, cell))
                 ids.append(self.vocab[qa.answer])
             rows.append(ids)
             targets.append(tg)
@@ -64,31 +73,79 @@ class Batcher:
         tgt = torch.tensor([t for tg in targets for _, t in tg])
         pix = self.ip(images, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pix, "input_ids": input_ids, "attention_mask": mask, "pos": pos, "tgt": tgt,
+                "focus": torch.stack(focus),
                 **{f"aux_{k}": torch.stack(v) for k, v in labels.items()}}
 
 
-def losses(model, head, batch, aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+def evidence(qa, obj: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """The target attention over the 576 patches for one question: uniform over the evidence patches."""
+    if qa.cell is not None:
+        m = (cell == qa.cell) & (obj > 0)
+        if not m.any():
+            m = cell == qa.cell
+    else:
+        ids = torch.tensor([i + 1 for i in qa.focus]) if qa.focus else obj[obj > 0].unique()
+        m = torch.isin(obj, ids)
+        if not m.any():
+            m = obj > 0
+    return m.float() / m.float().sum()
+
+
+def grounding_loss(model, hidden_states, pos: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between ``focus`` and each grounded head's attention over the image tokens."""
+    from transformers.models.llama.modeling_llama import rotate_half
+
+    lm = model.model.language_model
+    total = 0.0
+    for layer_idx, head in GROUNDED:
+        layer = lm.layers[layer_idx]
+        attn = layer.self_attn
+        hd = attn.head_dim
+        h = layer.input_layernorm(hidden_states[layer_idx])
+        n = h.shape[1]
+        cos, sin = lm.rotary_emb(h, torch.arange(n, device=h.device)[None])
+        rot = lambda x, p: x * cos[0, p] + rotate_half(x) * sin[0, p]  # noqa: E731
+        q = attn.q_proj(h[pos[:, 0], pos[:, 1]])[:, head * hd:(head + 1) * hd]
+        q = rot(q, pos[:, 1])
+        kv_head = head // attn.num_key_value_groups
+        img = torch.arange(IMAGE_START, IMAGE_START + M.VISUAL_TOKENS, device=h.device)
+        k = attn.k_proj(h[:, img])[..., kv_head * hd:(kv_head + 1) * hd]
+        k = rot(k, img)[pos[:, 0]]  # (n_qa, 576, hd)
+        logits = (q[:, None] * k).sum(-1).float() * attn.scaling
+        total = total - (focus * torch.log_softmax(logits, -1)).sum(-1).mean()
+    return total / len(GROUNDED)
+
+
+def losses(model, head, batch, aux_weight: float, ground_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
     feats = model.model.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
     feats = torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats  # (B, 576, D)
     embeds = model.get_input_embeddings()(batch["input_ids"])
     img = batch["input_ids"] == M.IMAGE
     embeds = embeds.masked_scatter(img[..., None], feats.reshape(-1, feats.shape[-1]).to(embeds.dtype))
-    hidden = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"]).last_hidden_state
+    out = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
+                                     output_hidden_states=bool(ground_weight))
+    hidden = out.last_hidden_state
     pos = batch["pos"]
     logits = model.lm_head(hidden[pos[:, 0], pos[:, 1]]).float()
     qa_loss = F.cross_entropy(logits, batch["tgt"])
-    out = {"qa": qa_loss.item(), "qa_acc": (logits.argmax(-1) == batch["tgt"]).float().mean().item()}
+    logs = {"qa": qa_loss.item(), "qa_acc": (logits.argmax(-1) == batch["tgt"]).float().mean().item()}
     total = qa_loss
+    if ground_weight:
+        g = grounding_loss(model, out.hidden_states, pos, batch["focus"])
+        out_logs = {"ground": g.item()}
+        total = total + ground_weight * g
+    else:
+        out_logs = {}
     if aux_weight:
         a = head(feats).float()
         start = 0
         for k, n in AUX.items():
             weight = torch.tensor([1.0, 20.0]) if k == "centre" else None
             l = F.cross_entropy(a[..., start:start + n].reshape(-1, n), batch[f"aux_{k}"].reshape(-1), weight=weight)
-            out[f"aux_{k}"] = l.item()
+            logs[f"aux_{k}"] = l.item()
             total = total + aux_weight * l
             start += n
-    return total, out
+    return total, {**logs, **out_logs}
 
 
 @torch.no_grad()
@@ -114,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--turns", type=int, default=8, help="question/answer turns per image")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--aux", type=float, default=0.5, help="weight of the per-patch auxiliary loss")
+    ap.add_argument("--ground", type=float, default=1.0, help="weight of the attention-grounding loss")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-n", type=int, default=256)
     ap.add_argument("--resume", action="store_true")
@@ -154,7 +212,7 @@ def main(argv: list[str] | None = None) -> None:
         for g in opt.param_groups:
             g["lr"] = args.lr * sched(step)
         with torch.autocast(device, dtype=torch.bfloat16):
-            loss, logs = losses(model, head, batch, args.aux)
+            loss, logs = losses(model, head, batch, args.aux, args.ground)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -33,10 +33,14 @@ KINDS = ("localized", "global")
 
 @dataclass(frozen=True)
 class QA:
+    """One question; ``focus`` lists the objects whose patches hold the evidence (indices into the scene's objects;
+    empty: every object), ``cell`` the grid cell a cell question names."""
     kind: str
     type: str
     question: str
     answer: str
+    focus: tuple[int, ...] = ()
+    cell: int | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -67,9 +71,11 @@ def make_qa(scene: Scene, rng: random.Random, qtype: str | None = None, kind: st
     template = rng.choice(templates)
     objs = scene.objects
     fill: dict[str, str] = {}
+    focus: list[int] = []
+    cell = None
     if qtype in ("cell_colour", "cell_shape"):
         o = rng.choice(objs)
-        fill["cell"] = CELLS[o.cell]
+        fill["cell"], cell = CELLS[o.cell], o.cell
         answer = o.colour if qtype == "cell_colour" else o.shape
     elif qtype == "cell_empty":
         cell = rng.randrange(len(CELLS))
@@ -85,23 +91,27 @@ def make_qa(scene: Scene, rng: random.Random, qtype: str | None = None, kind: st
             colour, shape = rng.choice(absent)
         fill.update(colour=colour, shape=shape)
         answer = "yes" if (colour, shape) in present else "no"
+        focus = [i for i, o in enumerate(objs) if o.colour == colour]
     elif qtype == "count_all":
         answer = NUMBERS[len(objs)]
     elif qtype == "count_colour":
         colour = rng.choice([o.colour for o in objs]) if rng.random() < 0.7 else rng.choice(list(COLOURS))
         fill["colour"] = colour
         answer = NUMBERS[sum(o.colour == colour for o in objs)]
+        focus = [i for i, o in enumerate(objs) if o.colour == colour]
     elif qtype == "count_shape":
         shape = rng.choice([o.shape for o in objs]) if rng.random() < 0.7 else rng.choice(SHAPES)
         fill["plural"] = PLURAL[shape]
         answer = NUMBERS[sum(o.shape == shape for o in objs)]
+        focus = [i for i, o in enumerate(objs) if o.shape == shape]
     elif qtype == "most_colour":
         answer = Counter(o.colour for o in objs).most_common(1)[0][0]
     else:  # more
         a, b = rng.sample(SHAPES, 2)
         fill.update(plural=PLURAL[a], plural2=PLURAL[b])
         answer = "yes" if sum(o.shape == a for o in objs) > sum(o.shape == b for o in objs) else "no"
-    return QA(k, qtype, template.format(**fill), answer)
+        focus = [i for i, o in enumerate(objs) if o.shape in (a, b)]
+    return QA(k, qtype, template.format(**fill), answer, tuple(focus), cell)
 
 
 def make_qas(scene: Scene, n: int, seed: int) -> list[QA]:

@@ -111,7 +111,8 @@ def render(scene: Scene) -> tuple[Image.Image, np.ndarray]:
 
 def patch_labels(scene: Scene, label_map: np.ndarray) -> dict[str, np.ndarray]:
     """Per-patch targets on the 24×24 grid (row-major, 576 entries): colour (0 = background, 1..6), shape
-    (0 = background, 1..4), cell (0..8) and centre (1 where the patch holds an object's centre)."""
+    (0 = background, 1..4), cell (0..8), centre (1 where the patch holds an object's centre) and object
+    (0 = background, i + 1 = ``scene.objects[i]``)."""
     n = SIZE // PATCH
     centres = label_map[PATCH // 2::PATCH, PATCH // 2::PATCH][:n, :n].reshape(-1)
     colour_ids = np.array([0] + [list(COLOURS).index(o.colour) + 1 for o in scene.objects])
@@ -121,4 +122,5 @@ def patch_labels(scene: Scene, label_map: np.ndarray) -> dict[str, np.ndarray]:
     centre = np.zeros(n * n, dtype=np.int64)
     for o in scene.objects:
         centre[int(o.cy // PATCH) * n + int(o.cx // PATCH)] = 1
-    return {"colour": colour_ids[centres], "shape": shape_ids[centres], "cell": cell, "centre": centre}
+    return {"colour": colour_ids[centres], "shape": shape_ids[centres], "cell": cell, "centre": centre,
+            "object": centres.astype(np.int64)}

@@ -1,0 +1,185 @@
+"""``tokenprune eval``: accuracy of pruning presets × budgets on a ShapesVQA split, against the dense model.
+
+For each preset and budget (visual tokens kept per image) the model answers every question of the split's first
+``limit`` examples (greedy argmax at the answer position, batches left-padded); accuracy overall and per question
+kind, retention = pruned accuracy / dense accuracy, forward time per sample (vision tower + LM prefill) and the
+analytic LM FLOP ratio. Multi-stage presets (``pyramiddrop``) are scaled so their last stage keeps the budget.
+Results go to JSON (written under a ``.partial`` name and renamed only when complete) and CSV, with two Pareto plots.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from .config import PruneConfig
+from .errors import InputError
+from .timing import time_ms
+
+VISUAL = 576
+
+
+@dataclass
+class Sweep:
+    model: str = "embedded"
+    presets: list[str] = field(default_factory=lambda: ["fastv", "divprune"])
+    keeps: list[int] = field(default_factory=lambda: [288, 192, 144, 64, 32])
+    split: str = "test"
+    limit: int = 200
+    batch: int = 16
+    layer: int | None = None  # overrides the layer of single-stage in-LLM presets
+
+    def validate(self) -> None:
+        from .presets import PRESETS
+        from .shapesvqa.data import SPLITS
+
+        if self.split not in SPLITS:
+            raise InputError(f"--split: got {self.split!r}; allowed: {', '.join(SPLITS)}")
+        if self.limit < 1:
+            raise InputError(f"--limit: got {self.limit}; the split would be empty (allowed: >= 1)")
+        if self.batch < 1:
+            raise InputError(f"--batch: got {self.batch}; allowed: >= 1")
+        bad = [k for k in self.keeps if not 0 < k <= VISUAL]
+        if bad or not self.keeps:
+            raise InputError(f"--keep: got {bad or self.keeps}; allowed: 1..{VISUAL} visual tokens per image")
+        unknown = [p for p in self.presets if p not in PRESETS]
+        if unknown or not self.presets:
+            raise InputError(f"--presets: unknown {unknown or self.presets}; allowed: {', '.join(sorted(PRESETS))}")
+
+
+def preset_config(name: str, keep: int, num_layers: int, layer: int | None = None) -> PruneConfig:
+    """Preset ``name`` whose (last) stage keeps ``keep`` tokens per image."""
+    base = PruneConfig.from_preset(name, num_layers=num_layers)
+    if len(base.stages) == 1:
+        kw: dict[str, Any] = {"keep": keep}
+        if layer is not None and base.stages[0].layer is not None:
+            kw["layer"] = layer
+        return PruneConfig.from_preset(name, num_layers=num_layers, **kw)
+    fracs = [s.keep if isinstance(s.keep, float) else s.keep / VISUAL for s in base.stages]
+    stages = [{**s.to_dict(), "keep": min(VISUAL, max(keep, round(keep * f / fracs[-1])))}
+              for s, f in zip(base.stages, fracs)]
+    return PruneConfig.from_dict({"stages": stages, "seed": base.seed, "name": name})
+
+
+def _answers(model: Any, inputs: list[dict[str, torch.Tensor]], vocab: list[str]) -> tuple[list[str], float]:
+    preds: list[str] = []
+    total = 0.0
+    for x in inputs:
+        out: dict[str, torch.Tensor] = {}
+
+        def fwd(x=x, out=out):
+            out["logits"] = model(**x).logits[:, -1]
+
+        total += time_ms(fwd)
+        preds += [vocab[i] for i in out["logits"].argmax(-1).tolist()]
+    return preds, total
+
+
+def run_sweep(sw: Sweep, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from .api import pruned
+    from .shapesvqa import model as M
+    from .shapesvqa.data import examples
+
+    sw.validate()
+    model, processor = M.load(sw.model)
+    processor.tokenizer.padding_side = "left"
+    exs = examples(sw.split, sw.limit)
+    inputs = []
+    for i in range(0, len(exs), sw.batch):
+        chunk = exs[i:i + sw.batch]
+        inputs.append(dict(processor(images=[e.image() for e in chunk],
+                                     text=[M.prompt(processor, e.qa.question) for e in chunk],
+                                     return_tensors="pt", padding=True)))
+    vocab = processor.tokenizer.convert_ids_to_tokens(list(range(model.config.text_config.vocab_size)))
+    kinds = [e.qa.kind for e in exs]
+    gold = [e.qa.answer for e in exs]
+    num_layers = model.config.text_config.num_hidden_layers
+
+    def score(preds: list[str]) -> dict[str, float]:
+        res = {"accuracy": sum(p == g for p, g in zip(preds, gold)) / len(gold)}
+        for k in sorted(set(kinds)):
+            idx = [i for i, kk in enumerate(kinds) if kk == k]
+            res[k] = sum(preds[i] == gold[i] for i in idx) / len(idx)
+        return res
+
+    with torch.no_grad():
+        model(**inputs[0])  # warm-up
+        if progress:
+            progress("dense")
+        preds, ms = _answers(model, inputs, vocab)
+        dense = {**score(preds), "ms_per_sample": ms / len(exs)}
+        rows = []
+        for name in sw.presets:
+            for keep in sw.keeps:
+                cfg = preset_config(name, keep, num_layers, sw.layer)
+                if progress:
+                    progress(f"{name} keep={keep}")
+                with pruned(model, cfg) as h:
+                    preds, ms = _answers(model, inputs, vocab)
+                    flops = h.stats.flops_ratio
+                r = score(preds)
+                rows.append({"preset": name, "keep": keep, "stages": [s.to_dict() for s in cfg.stages], **r,
+                             "retention": r["accuracy"] / dense["accuracy"] if dense["accuracy"] else float("nan"),
+                             "ms_per_sample": ms / len(exs), "speedup": dense["ms_per_sample"] / (ms / len(exs)),
+                             "flops_ratio": flops})
+    return {"model": sw.model, "split": sw.split, "limit": len(exs), "visual_tokens": VISUAL, "dense": dense,
+            "rows": rows, "complete": True}
+
+
+def save(result: dict[str, Any], out: str) -> list[str]:
+    """Writes ``out`` (JSON, atomically), the CSV next to it and the two plots; returns the paths written."""
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    tmp = out + ".partial"
+    with open(tmp, "w") as f:
+        json.dump(result, f, indent=1)
+    os.replace(tmp, out)
+    stem = os.path.splitext(out)[0]
+    written = [out, stem + ".csv"]
+    with open(stem + ".csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["preset", "keep", "accuracy", "localized", "global", "retention", "ms_per_sample", "speedup",
+                    "flops_ratio"])
+        d = result["dense"]
+        w.writerow(["dense", VISUAL, d["accuracy"], d.get("localized"), d.get("global"), 1.0, d["ms_per_sample"], 1.0,
+                    1.0])
+        for r in result["rows"]:
+            w.writerow([r["preset"], r["keep"], r["accuracy"], r.get("localized"), r.get("global"), r["retention"],
+                        r["ms_per_sample"], r["speedup"], r["flops_ratio"]])
+    written += plot(result, stem)
+    return written
+
+
+def plot(result: dict[str, Any], stem: str) -> list[str]:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return []
+    paths = []
+    for x_key, xlabel, suffix in [("keep", "visual tokens kept per image", "_acc_vs_tokens.png"),
+                                  ("ms_per_sample", "forward ms per sample (vision + LM prefill)", "_acc_vs_ms.png")]:
+        fig, ax = plt.subplots(figsize=(6.4, 4.2))
+        d = result["dense"]
+        ax.scatter([VISUAL if x_key == "keep" else d["ms_per_sample"]], [d["accuracy"]], c="k", marker="*", s=120,
+                   label="dense", zorder=3)
+        for name in dict.fromkeys(r["preset"] for r in result["rows"]):
+            rs = sorted((r for r in result["rows"] if r["preset"] == name), key=lambda r: r[x_key])
+            ax.plot([r[x_key] for r in rs], [r["accuracy"] for r in rs], marker="o", label=name)
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(f"accuracy ({result['split']}, n={result['limit']})")
+        if x_key == "keep":
+            ax.set_xscale("log", base=2)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(stem + suffix, dpi=120)
+        plt.close(fig)
+        paths.append(stem + suffix)
+    return paths
