@@ -40,3 +40,36 @@ def interleaved_ms(fns: dict[str, Callable[[], object]], rounds: int, warmup: in
         for k, fn in fns.items():
             times[k].append(time_ms(fn))
     return {k: statistics.median(v) for k, v in times.items()}
+
+
+def _status_kib(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+class CpuPeak:
+    """Peak resident memory above the level at ``start()`` (Linux: resets VmHWM via /proc/self/clear_refs).
+
+    ``bytes()`` is None where the kernel offers no resettable peak. A process-level figure: it includes everything the
+    process allocates meanwhile (activations, the KV cache, allocator slack), not only tensors."""
+
+    def start(self) -> None:
+        self.base = _status_kib("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")
+            self.ok = self.base is not None
+        except OSError:
+            self.ok = False
+
+    def bytes(self) -> int | None:
+        peak = _status_kib("VmHWM")
+        if not getattr(self, "ok", False) or peak is None:
+            return None
+        return max(0, peak - self.base) * 1024

@@ -13,6 +13,8 @@ from ..adapters import get_adapter
 from ..api import pruned
 from ..config import PruneConfig
 from ..flops import prefill_flops
+from ..timing import CpuPeak
+from ..timing import CpuPeak
 from ..runtime import engine
 
 
@@ -28,7 +30,7 @@ class Measurement:
     kv_cache_bytes: int
     lm_flops: int
     stage_ms: float  # time inside pruning stages (q/k recomputation, scoring, selection)
-    peak_memory_bytes: int | None  # CUDA only
+    peak_memory_bytes: int | None  # CUDA: max allocated; CPU: peak RSS above the pre-prefill level
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -98,8 +100,11 @@ def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig 
         with torch.no_grad():
             model(**inputs, use_cache=True)  # warm-up
             lm_t.ms.clear(), vis_t.ms.clear(), stage_ms.clear()
+            cpu_peak = CpuPeak()
             if device.type == "cuda":
                 torch.cuda.reset_peak_memory_stats(device)
+            else:
+                cpu_peak.start()
             ttft = []
             for _ in range(repeats):
                 _sync(device)
@@ -108,7 +113,7 @@ def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig 
                 out.logits[:, -1].argmax(-1)
                 _sync(device)
                 ttft.append((time.perf_counter() - t) * 1e3)
-            peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else None
+            peak = torch.cuda.max_memory_allocated(device) if device.type == "cuda" else cpu_peak.bytes()
             cache = out.past_key_values
             kv = kv_bytes(cache)
             tok = out.logits[:, -1:].argmax(-1)
