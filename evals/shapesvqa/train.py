@@ -21,10 +21,12 @@ import torch.nn.functional as F
 
 from tokenprune.shapesvqa import model as M
 from tokenprune.shapesvqa.data import examples
-from tokenprune.shapesvqa.questions import make_qas
-from tokenprune.shapesvqa.scene import make_scene, patch_labels, render
+from tokenprune.shapesvqa.questions import PLURAL, TEMPLATES, make_qas
+from tokenprune.shapesvqa.scene import CELLS, COLOURS, SHAPES, make_scene, patch_labels, render
 
 AUX = {"colour": 7, "shape": 5, "cell": 9, "centre": 2}
+#: what the answer position must know about its question before the grounded layers: type, cell, colour, shape
+QINFO = {"type": len(TEMPLATES), "cell": len(CELLS) + 1, "colour": len(COLOURS) + 1, "shape": len(SHAPES) + 1}
 #: (layer, query head) pairs whose attention from the answer position is taught to land on the evidence patches
 GROUNDED = ((2, 0), (3, 0))
 IMAGE_START = 2  # "USER :" precedes the image in every training row
@@ -45,7 +47,7 @@ class Batcher:
         return make_qas(scene, self.turns, seed * 31 + 7)
 
     def __call__(self, seeds: list[int]) -> dict[str, torch.Tensor]:
-        images, rows, targets, labels, focus = [], [], [], {k: [] for k in AUX}, []
+        images, rows, targets, labels, focus, qinfo = [], [], [], {k: [] for k in AUX}, [], []
         for seed in seeds:
             scene = make_scene(seed)
             img, lmap = render(scene)
@@ -61,6 +63,7 @@ class Batcher:
                 ids += self.ids(qa.question.split() + ["ASSISTANT", ":"])
                 tg.append((len(ids) - 1, self.vocab[qa.answer]))
                 focus.append(evidence(qa, obj, cell))
+                qinfo.append(question_info(qa))
                 ids.append(self.vocab[qa.answer])
             rows.append(ids)
             targets.append(tg)
@@ -73,8 +76,17 @@ class Batcher:
         tgt = torch.tensor([t for tg in targets for _, t in tg])
         pix = self.ip(images, return_tensors="pt")["pixel_values"]
         return {"pixel_values": pix, "input_ids": input_ids, "attention_mask": mask, "pos": pos, "tgt": tgt,
-                "focus": torch.stack(focus),
+                "focus": torch.stack(focus), "qinfo": torch.tensor(qinfo),
                 **{f"aux_{k}": torch.stack(v) for k, v in labels.items()}}
+
+
+def question_info(qa) -> list[int]:
+    """Targets of the question-routing probe: template family, named cell, named colour, named shape (0 = none)."""
+    words = qa.question.split()
+    colour = next((list(COLOURS).index(w) + 1 for w in words if w in COLOURS), 0)
+    shape = next((SHAPES.index(s) + 1 for s in SHAPES for w in words if w in (s, PLURAL[s])), 0)
+    cell = qa.cell + 1 if qa.cell is not None else 0
+    return [list(TEMPLATES).index(qa.type), cell, colour, shape]
 
 
 def evidence(qa, obj: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -116,26 +128,34 @@ def grounding_loss(model, hidden_states, pos: torch.Tensor, focus: torch.Tensor)
     return total / len(GROUNDED)
 
 
-def losses(model, head, batch, aux_weight: float, ground_weight: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+def losses(model, head, batch, aux_weight: float, ground_weight: float = 0.0,
+           qhead: torch.nn.Module | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     feats = model.model.get_image_features(pixel_values=batch["pixel_values"]).pooler_output
     feats = torch.stack(list(feats)) if isinstance(feats, (list, tuple)) else feats  # (B, 576, D)
     embeds = model.get_input_embeddings()(batch["input_ids"])
     img = batch["input_ids"] == M.IMAGE
     embeds = embeds.masked_scatter(img[..., None], feats.reshape(-1, feats.shape[-1]).to(embeds.dtype))
     out = model.model.language_model(inputs_embeds=embeds, attention_mask=batch["attention_mask"],
-                                     output_hidden_states=bool(ground_weight))
+                                     output_hidden_states=bool(ground_weight) or qhead is not None)
     hidden = out.last_hidden_state
     pos = batch["pos"]
     logits = model.lm_head(hidden[pos[:, 0], pos[:, 1]]).float()
     qa_loss = F.cross_entropy(logits, batch["tgt"])
     logs = {"qa": qa_loss.item(), "qa_acc": (logits.argmax(-1) == batch["tgt"]).float().mean().item()}
     total = qa_loss
+    out_logs = {}
     if ground_weight:
         g = grounding_loss(model, out.hidden_states, pos, batch["focus"])
-        out_logs = {"ground": g.item()}
+        out_logs["ground"] = g.item()
         total = total + ground_weight * g
-    else:
-        out_logs = {}
+    if qhead is not None:  # the answer position entering the first grounded layer must know its question
+        q = qhead(out.hidden_states[GROUNDED[0][0]][pos[:, 0], pos[:, 1]]).float()
+        start, ql = 0, 0.0
+        for j, n in enumerate(QINFO.values()):
+            ql = ql + F.cross_entropy(q[:, start:start + n], batch["qinfo"][:, j])
+            start += n
+        out_logs["route"] = ql.item()
+        total = total + ql
     if aux_weight:
         a = head(feats).float()
         start = 0
@@ -189,16 +209,23 @@ def main(argv: list[str] | None = None) -> None:
     processor = M.make_processor()
     model = M.make_model(seed=args.seed).to(device).train()
     head = torch.nn.Linear(model.config.text_config.hidden_size, sum(AUX.values())).to(device)
-    params = list(model.parameters()) + list(head.parameters())
+    qhead = torch.nn.Linear(model.config.text_config.hidden_size, sum(QINFO.values())).to(device)
+    params = list(model.parameters()) + list(head.parameters()) + list(qhead.parameters())
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     step = 0
+    resumed_at = None
     ckpt = work / "ckpt.pt"
     if args.resume and ckpt.is_file():
         state = torch.load(ckpt, map_location=device)
         model.load_state_dict(state["model"])
         head.load_state_dict(state["head"])
-        opt.load_state_dict(state["opt"])
         step = state["step"]
+        if "qhead" in state:
+            qhead.load_state_dict(state["qhead"])
+            opt.load_state_dict(state["opt"])
+            resumed_at = None
+        else:  # a checkpoint from before the routing probe: fresh optimizer moments, short re-warm-up
+            resumed_at = step
     batcher = Batcher(processor, args.turns)
     warm = min(200, args.steps // 10)
     sched = lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / args.steps, 1))))
@@ -209,10 +236,11 @@ def main(argv: list[str] | None = None) -> None:
     while step < args.steps:
         seeds = [rng.randrange(9_000_000) for _ in range(args.batch)]  # train scenes live below the val split
         batch = {k: v.to(device) for k, v in batcher(seeds).items()}
+        rewarm = min(1.0, (step - resumed_at + 1) / 100) if resumed_at is not None else 1.0
         for g in opt.param_groups:
-            g["lr"] = args.lr * sched(step)
+            g["lr"] = args.lr * sched(step) * rewarm
         with torch.autocast(device, dtype=torch.bfloat16):
-            loss, logs = losses(model, head, batch, args.aux, args.ground)
+            loss, logs = losses(model, head, batch, args.aux, args.ground, qhead)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -227,7 +255,8 @@ def main(argv: list[str] | None = None) -> None:
             curve.write(json.dumps(rec) + "\n")
             curve.flush()
             bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
-            torch.save({"model": model.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
+            torch.save({"model": model.state_dict(), "head": head.state_dict(), "qhead": qhead.state_dict(),
+                        "opt": opt.state_dict(),
                         "step": step}, ckpt)
     bar.close()
     if args.export:

@@ -25,7 +25,10 @@ def make_config(**overrides: Any) -> Any:
     clip = tf.CLIPVisionConfig(hidden_size=g["vision_hidden"], intermediate_size=2 * g["vision_hidden"],
                                num_hidden_layers=g["vision_layers"], num_attention_heads=g["vision_heads"],
                                image_size=336, patch_size=14)
-    text = tf.LlamaConfig(**text_kwargs(g["layers"], g["hidden"], g["heads"], g["kv_heads"], g["inter"]))
+    # rope_theta 1e6 (as Qwen2): with head_dim 32 and the default 1e4 only ~5 rotary pairs turn slowly enough over the
+    # 576 image tokens for content-based lookups (question -> patch) to work; 1e6 leaves ~8.
+    text = tf.LlamaConfig(**text_kwargs(g["layers"], g["hidden"], g["heads"], g["kv_heads"], g["inter"]),
+                          rope_parameters={"rope_type": "default", "rope_theta": 1e6})
     cfg = tf.LlavaConfig(vision_config=clip, text_config=text, image_token_id=IMAGE, pad_token_id=PAD,
                          vision_feature_layer=-1, vision_feature_select_strategy="default")
     cfg._attn_implementation = "sdpa"

