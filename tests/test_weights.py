@@ -16,6 +16,8 @@ from tokenprune.weights.pipeline import run_pipeline
 from .conftest import GEN, batch
 from .reference import capture_lm_inputs, reference_row_logits
 
+pytestmark = pytest.mark.filterwarnings("ignore:FLAP bias compensation is off")
+
 FAMS = ["llava", "qwen2_vl", "qwen2_5_vl", "llava_onevision", "qwen3_vl"]
 HEADS_OK = {"llava", "llava_onevision", "qwen3_vl"}
 

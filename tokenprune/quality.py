@@ -80,53 +80,60 @@ def _answers(model: Any, inputs: list[dict[str, torch.Tensor]], vocab: list[str]
     return preds, total
 
 
-def run_sweep(sw: Sweep, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from .api import pruned
+def prepare(processor: Any, split: str, limit: int, batch: int) -> tuple[list, list[dict[str, torch.Tensor]]]:
+    """The split's first ``limit`` examples and their processor inputs, ``batch`` per left-padded batch."""
     from .shapesvqa import model as M
     from .shapesvqa.data import examples
 
-    sw.validate()
-    model, processor = M.load(sw.model)
     processor.tokenizer.padding_side = "left"
-    exs = examples(sw.split, sw.limit)
+    exs = examples(split, limit)
     inputs = []
-    for i in range(0, len(exs), sw.batch):
-        chunk = exs[i:i + sw.batch]
+    for i in range(0, len(exs), batch):
+        chunk = exs[i:i + batch]
         inputs.append(dict(processor(images=[e.image() for e in chunk],
                                      text=[M.prompt(processor, e.qa.question) for e in chunk],
                                      return_tensors="pt", padding=True)))
+    return exs, inputs
+
+
+def accuracy(model: Any, processor: Any, exs: list, inputs: list[dict[str, torch.Tensor]]) -> dict[str, float]:
+    """Accuracy overall and per question kind, plus forward ms per sample."""
     vocab = processor.tokenizer.convert_ids_to_tokens(list(range(model.config.text_config.vocab_size)))
-    kinds = [e.qa.kind for e in exs]
-    gold = [e.qa.answer for e in exs]
+    with torch.no_grad():
+        preds, ms = _answers(model, inputs, vocab)
+    res = {"accuracy": sum(p == e.qa.answer for p, e in zip(preds, exs)) / len(exs)}
+    for k in sorted({e.qa.kind for e in exs}):
+        idx = [i for i, e in enumerate(exs) if e.qa.kind == k]
+        res[k] = sum(preds[i] == exs[i].qa.answer for i in idx) / len(idx)
+    res["ms_per_sample"] = ms / len(exs)
+    return res
+
+
+def run_sweep(sw: Sweep, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    from .api import pruned
+    from .shapesvqa import model as M
+
+    sw.validate()
+    model, processor = M.load(sw.model)
+    exs, inputs = prepare(processor, sw.split, sw.limit, sw.batch)
     num_layers = model.config.text_config.num_hidden_layers
-
-    def score(preds: list[str]) -> dict[str, float]:
-        res = {"accuracy": sum(p == g for p, g in zip(preds, gold)) / len(gold)}
-        for k in sorted(set(kinds)):
-            idx = [i for i, kk in enumerate(kinds) if kk == k]
-            res[k] = sum(preds[i] == gold[i] for i in idx) / len(idx)
-        return res
-
     with torch.no_grad():
         model(**inputs[0])  # warm-up
-        if progress:
-            progress("dense")
-        preds, ms = _answers(model, inputs, vocab)
-        dense = {**score(preds), "ms_per_sample": ms / len(exs)}
-        rows = []
-        for name in sw.presets:
-            for keep in sw.keeps:
-                cfg = preset_config(name, keep, num_layers, sw.layer)
-                if progress:
-                    progress(f"{name} keep={keep}")
-                with pruned(model, cfg) as h:
-                    preds, ms = _answers(model, inputs, vocab)
-                    flops = h.stats.flops_ratio
-                r = score(preds)
-                rows.append({"preset": name, "keep": keep, "stages": [s.to_dict() for s in cfg.stages], **r,
-                             "retention": r["accuracy"] / dense["accuracy"] if dense["accuracy"] else float("nan"),
-                             "ms_per_sample": ms / len(exs), "speedup": dense["ms_per_sample"] / (ms / len(exs)),
-                             "flops_ratio": flops})
+    if progress:
+        progress("dense")
+    dense = accuracy(model, processor, exs, inputs)
+    rows = []
+    for name in sw.presets:
+        for keep in sw.keeps:
+            cfg = preset_config(name, keep, num_layers, sw.layer)
+            if progress:
+                progress(f"{name} keep={keep}")
+            with pruned(model, cfg) as h:
+                r = accuracy(model, processor, exs, inputs)
+                flops = h.stats.flops_ratio
+            rows.append({"preset": name, "keep": keep, "stages": [s.to_dict() for s in cfg.stages], **r,
+                         "retention": r["accuracy"] / dense["accuracy"] if dense["accuracy"] else float("nan"),
+                         "speedup": dense["ms_per_sample"] / r["ms_per_sample"], "flops_ratio": flops})
     return {"model": sw.model, "split": sw.split, "limit": len(exs), "visual_tokens": VISUAL, "dense": dense,
             "rows": rows, "complete": True}
 

@@ -49,6 +49,14 @@ def _add_bias(linear: torch.nn.Linear, value: torch.Tensor | None = None) -> Non
         linear.bias.data += b
 
 
+def _compensate(linear: torch.nn.Linear, kept: torch.Tensor, mean: torch.Tensor) -> None:
+    """FLAP: the removed input channels' mean contribution, W[:, removed] · mean(X[removed]), into the bias."""
+    dev = linear.weight.device
+    drop = torch.ones(linear.in_features, dtype=torch.bool)
+    drop[kept.cpu()] = False
+    _add_bias(linear, linear.weight.data[:, drop.to(dev)].double() @ mean[drop].to(dev))
+
+
 def _head_index(heads: list[int], hd: int, device: torch.device) -> torch.Tensor:
     return (torch.tensor(heads, device=device)[:, None] * hd + torch.arange(hd, device=device)).reshape(-1)
 
@@ -78,10 +86,7 @@ def apply_plan(bb: Backbone, plan: WeightPlan, stats: CalibStats | None = None) 
         keep = torch.tensor(lp.mlp_keep, device=dev)
         mlp = layer.mlp
         if mlp_bias:
-            drop = torch.ones(mlp.down_proj.in_features, dtype=torch.bool)
-            drop[keep.cpu()] = False
-            comp = mlp.down_proj.weight.data[:, drop.to(dev)].double() @ stats.mlp[lp.index].mean[drop].to(dev)
-            _add_bias(mlp.down_proj, comp)
+            _compensate(mlp.down_proj, keep, stats.mlp[lp.index].mean)
         _rows(mlp.gate_proj, keep)
         _rows(mlp.up_proj, keep)
         _cols(mlp.down_proj, keep)
@@ -92,10 +97,7 @@ def apply_plan(bb: Backbone, plan: WeightPlan, stats: CalibStats | None = None) 
         q_idx = _head_index(lp.heads_keep, hd, dev)
         kv_idx = _head_index(lp.kv_keep, hd, dev)
         if attn_bias:
-            drop = torch.ones(attn.o_proj.in_features, dtype=torch.bool)
-            drop[q_idx.cpu()] = False
-            comp = attn.o_proj.weight.data[:, drop.to(dev)].double() @ stats.attn[lp.index].mean[drop].to(dev)
-            _add_bias(attn.o_proj, comp)
+            _compensate(attn.o_proj, q_idx, stats.attn[lp.index].mean)
         _rows(attn.q_proj, q_idx)
         _rows(attn.k_proj, kv_idx)
         _rows(attn.v_proj, kv_idx)
