@@ -194,7 +194,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--ground", type=float, default=1.0, help="weight of the attention-grounding loss")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-n", type=int, default=256)
-    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--resume", action="store_true", help="continue from <work>/ckpt.pt")
+    ap.add_argument("--init", default=None, help="start from a saved model folder (e.g. tokenprune/assets/shapesvqa; "
+                                                 "auxiliary heads and optimizer start fresh)")
     ap.add_argument("--export", default=None, help="save_pretrained the final model (and processor) here")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -215,6 +217,10 @@ def main(argv: list[str] | None = None) -> None:
     step = 0
     resumed_at = None
     ckpt = work / "ckpt.pt"
+    if args.init and not (args.resume and ckpt.is_file()):
+        from transformers import LlavaForConditionalGeneration
+
+        model.load_state_dict(LlavaForConditionalGeneration.from_pretrained(args.init).state_dict())
     if args.resume and ckpt.is_file():
         state = torch.load(ckpt, map_location=device)
         model.load_state_dict(state["model"])
