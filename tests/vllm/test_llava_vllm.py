@@ -60,3 +60,18 @@ def test_bad_config_fails_at_start_up(shapes_dirs, config, message):
     res = run_vllm(vllm_dir, config, timeout=300)
     assert res["rc"] != 0 and res["result"] is None
     assert message in res["stderr"]
+
+
+def test_weight_pruned_stock_export_serves(shapes_dirs, tmp_path):
+    """prune-weights (stock) -> vLLM loads it (after the LLaVA weight-name fix) and answers like transformers."""
+    from tokenprune.cli import main
+    from tokenprune.integrations.vllm.checkpoint import llava_for_vllm
+
+    hf_dir, _ = shapes_dirs
+    out = tmp_path / "pruned"
+    assert main(["prune-weights", str(hf_dir), str(out), "--mlp", "0.25", "--kv-groups", "1", "--method",
+                 "wanda-sp", "--calib-samples", "2"]) == 0
+    served = llava_for_vllm(out, tmp_path / "pruned_vllm")
+    res = run_vllm(served, CFG)
+    assert res["rc"] == 0, res["stderr"]
+    assert res["result"]["tokens"] == hf_greedy(out, CFG)
