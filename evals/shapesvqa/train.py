@@ -183,6 +183,40 @@ def evaluate(model, processor, split: str, n: int, batch: int = 16) -> dict[str,
     return {"acc": sum(allh) / len(allh), **{k: sum(v) / max(len(v), 1) for k, v in hits.items()}}
 
 
+class Scenes(torch.utils.data.IterableDataset):
+    """Endless training batches; each DataLoader worker draws its own seeds (GPU runs: scene rendering in parallel)."""
+
+    def __init__(self, batcher: Batcher, batch: int, seed: int) -> None:
+        self.batcher, self.batch, self.seed = batcher, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        rng = random.Random(self.seed * 1_000_003 + (info.id if info else 0))
+        while True:  # train scenes live below the val split
+            yield self.batcher([rng.randrange(9_000_000) for _ in range(self.batch)])
+
+
+def batches(batcher: Batcher, batch: int, seed: int, workers: int):
+    if not workers:
+        yield from Scenes(batcher, batch, seed)
+    else:
+        yield from torch.utils.data.DataLoader(Scenes(batcher, batch, seed), batch_size=None, num_workers=workers,
+                                               prefetch_factor=4, persistent_workers=True)
+
+
+def parse_geometry(text: str | None) -> dict[str, int]:
+    """``vision_hidden=192,vision_layers=4`` → overrides of ``tokenprune.shapesvqa.model.GEOMETRY``."""
+    if not text:
+        return {}
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() not in M.GEOMETRY:
+            raise SystemExit(f"--geometry: unknown key {key!r}; known: {', '.join(M.GEOMETRY)}")
+        out[key.strip()] = int(value)
+    return out
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--work", default="runs/shapesvqa", help="checkpoints and the learning curve go here")
@@ -199,6 +233,10 @@ def main(argv: list[str] | None = None) -> None:
                                                  "auxiliary heads and optimizer start fresh)")
     ap.add_argument("--export", default=None, help="save_pretrained the final model (and processor) here")
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=0, help="DataLoader processes rendering scenes (GPU runs)")
+    ap.add_argument("--minutes", type=float, default=None,
+                    help="wall-clock budget: the schedule follows elapsed time and training stops when it is spent")
+    ap.add_argument("--geometry", default=None, help="model overrides, e.g. vision_hidden=192,vision_layers=4")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.threads:
@@ -209,7 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     processor = M.make_processor()
-    model = M.make_model(seed=args.seed).to(device).train()
+    model = M.make_model(seed=args.seed, **parse_geometry(args.geometry)).to(device).train()
     head = torch.nn.Linear(model.config.text_config.hidden_size, sum(AUX.values())).to(device)
     qhead = torch.nn.Linear(model.config.text_config.hidden_size, sum(QINFO.values())).to(device)
     params = list(model.parameters()) + list(head.parameters()) + list(qhead.parameters())
@@ -233,15 +271,18 @@ def main(argv: list[str] | None = None) -> None:
         else:  # a checkpoint from before the routing probe: fresh optimizer moments, short re-warm-up
             resumed_at = step
     batcher = Batcher(processor, args.turns)
-    warm = min(200, args.steps // 10)
-    sched = lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(s / args.steps, 1))))
+    warm = max(1, min(200, args.steps // 10))
+    t0 = time.time()
+
+    def progress(s: int) -> float:
+        return min(1.0, (time.time() - t0) / (60 * args.minutes)) if args.minutes else min(s / args.steps, 1.0)
+
+    sched = lambda s: min(1.0, (s + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress(s))))
     curve = open(work / "curve.jsonl", "a")
     bar = tqdm(total=args.steps, initial=step, desc="train")
-    t0 = time.time()
-    rng = random.Random(args.seed * 1_000_003 + step)
-    while step < args.steps:
-        seeds = [rng.randrange(9_000_000) for _ in range(args.batch)]  # train scenes live below the val split
-        batch = {k: v.to(device) for k, v in batcher(seeds).items()}
+    stream = batches(batcher, args.batch, args.seed * 7919 + step, args.workers)
+    while step < args.steps and progress(step) < 1.0:
+        batch = {k: v.to(device, non_blocking=True) for k, v in next(stream).items()}
         rewarm = min(1.0, (step - resumed_at + 1) / 100) if resumed_at is not None else 1.0
         for g in opt.param_groups:
             g["lr"] = args.lr * sched(step) * rewarm
@@ -254,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
         step += 1
         bar.update(1)
         bar.set_postfix(qa=f"{logs['qa']:.3f}", acc=f"{logs['qa_acc']:.2f}")
-        if step % args.eval_every == 0 or step == args.steps:
+        if step % args.eval_every == 0 or step == args.steps or progress(step) >= 1.0:
             ev = evaluate(model, processor, "val", args.eval_n)
             rec = {"step": step, "images": step * args.batch, "minutes": (time.time() - t0) / 60, **logs,
                    **{f"val_{k}": v for k, v in ev.items()}}
