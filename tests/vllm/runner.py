@@ -1,4 +1,9 @@
-"""Offline vLLM generation for the tests: ShapesVQA test questions, greedy, float32; prints one RESULT line."""
+"""Offline vLLM generation for the tests, greedy, float32; prints one RESULT line.
+
+    runner.py MODEL_DIR N MAX_TOKENS [shapes|qwen]
+
+``shapes``: ShapesVQA test questions (LLaVA); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py``.
+"""
 import json
 import sys
 
@@ -6,17 +11,30 @@ import sys
 def main() -> None:
     from vllm import LLM, SamplingParams
 
-    from tokenprune.shapesvqa import model as M
-    from tokenprune.shapesvqa.data import examples
-
     model_dir, n, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    proc = M.make_processor()
-    exs = examples("test", n)
-    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=8, seed=0)
-    prompts = [{"prompt": M.prompt(proc, e.qa.question), "multi_modal_data": {"image": e.image()}} for e in exs]
-    outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=max_tokens))
+    kind = sys.argv[4] if len(sys.argv) > 4 else "shapes"
+    if kind == "qwen":
+        from qwen_inputs import prompts
+
+        prompts = [{"prompt": t, "multi_modal_data": {"image": img}} for t, img in prompts(n)]
+        extra = {"limit_mm_per_prompt": {"image": 1, "video": 0}}
+    else:
+        from tokenprune.shapesvqa import model as M
+        from tokenprune.shapesvqa.data import examples
+
+        proc = M.make_processor()
+        prompts = [{"prompt": M.prompt(proc, e.qa.question), "multi_modal_data": {"image": e.image()}}
+                   for e in examples("test", n)]
+        extra = {}
+    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=8, seed=0,
+              **extra)
+    outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=max_tokens, logprobs=1))
     print("RESULT " + json.dumps({"prompt_tokens": [len(o.prompt_token_ids) for o in outs],
-                                  "tokens": [list(o.outputs[0].token_ids) for o in outs]}), flush=True)
+                                  "tokens": [list(o.outputs[0].token_ids) for o in outs],
+                                  # log-probability of each greedy token (vLLM's own, from the full vocabulary)
+                                  "logprobs": [[step[t].logprob for t, step in zip(o.outputs[0].token_ids,
+                                                                                   o.outputs[0].logprobs)]
+                                               for o in outs]}), flush=True)
 
 
 if __name__ == "__main__":

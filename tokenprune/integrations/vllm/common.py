@@ -64,20 +64,26 @@ def num_kept(num_tokens: int, cfg: PruneConfig) -> int:
     return k
 
 
-def select_rows(features: torch.Tensor, cfg: PruneConfig) -> torch.Tensor:
-    """The kept (or merged) rows of one item's ``[n, D]`` features, in their original order."""
+def select(features: torch.Tensor, cfg: PruneConfig) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept (or merged) rows of one item's ``[n, D]`` features in their original order, and their indices."""
     from ...runtime.stage import ImageSpan, run_stage
 
     n = features.shape[0]
     k = num_kept(n, cfg)
-    if k == n:
-        return features
     dev = features.device
+    if k == n:
+        return features, torch.arange(n, device=dev)
     span = ImageSpan(row=0, modality="image", pos=torch.arange(n, device=dev), alive=torch.arange(n, device=dev),
                      orig_len=n)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     res = run_stage(cfg.stages[0], features[None], torch.ones(1, n, dtype=torch.bool, device=dev), [[span]], None,
                     gen, None)
-    out = res.hidden[0][res.keep[0]]
-    assert out.shape[0] == k, (out.shape, k)
-    return out
+    index = res.keep[0].nonzero().squeeze(1)
+    if index.numel() != k:  # vLLM's scatter does not always catch a count mismatch
+        raise RuntimeError(f"tokenprune: {index.numel()} rows for an item with {k} placeholders")
+    return res.hidden[0][index], index
+
+
+def select_rows(features: torch.Tensor, cfg: PruneConfig) -> torch.Tensor:
+    """The kept (or merged) rows of one item's ``[n, D]`` features, in their original order."""
+    return select(features, cfg)[0]

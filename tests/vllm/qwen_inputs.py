@@ -1,0 +1,59 @@
+"""Tiny Qwen2-VL / Qwen2.5-VL folders for vLLM (random weights, head_dim 32) with an offline processor, and the
+prompts both the vLLM runner and the Hugging Face reference use."""
+from __future__ import annotations
+
+from pathlib import Path
+
+IMAGE_TOKENS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]  # ids 150..153
+WORDS = ["USER", "ASSISTANT", ":", "describe", "the", "image", "what", "is", "left", "of", "."]
+QUESTIONS = ["describe the image .", "what is left of the image .", "describe the image", "what is the image ."]
+SIZES = [(112, 112), (84, 112), (112, 56), (112, 84)]  # (h, w) pixels → 16, 12, 8, 12 LLM tokens
+
+
+def make_processor(family: str):
+    import warnings
+
+    import transformers as tf
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
+    for w in WORDS:
+        vocab.setdefault(w, len(vocab))
+    while len(vocab) < 150:
+        vocab[f"<unused{len(vocab)}>"] = len(vocab)
+    for t in IMAGE_TOKENS:
+        vocab[t] = len(vocab)
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
+    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
+                                      unk_token="<unk>")
+    fast.add_special_tokens({"additional_special_tokens": IMAGE_TOKENS})
+    kw = dict(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2, temporal_patch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ip, vp = tf.Qwen2VLImageProcessor(**kw), tf.Qwen2VLVideoProcessor(**kw)
+    cls = tf.Qwen2_5_VLProcessor if family == "qwen2_5_vl" else tf.Qwen2VLProcessor
+    return cls(image_processor=ip, tokenizer=fast, video_processor=vp)
+
+
+def save_model(family: str, path: Path) -> Path:
+    from tokenprune.models.tiny import make_model
+
+    model = make_model(family, hidden=128, heads=4, kv_heads=2, inter=256, seed=0)
+    model.save_pretrained(path)
+    make_processor(family).save_pretrained(path)
+    return path
+
+
+def prompts(n: int):
+    """(text, PIL image) pairs: one image per prompt, sizes that give different token counts."""
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for i in range(n):
+        h, w = SIZES[i % len(SIZES)]
+        img = Image.fromarray(np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8))
+        out.append((f"USER : <|vision_start|><|image_pad|><|vision_end|> {QUESTIONS[i % len(QUESTIONS)]} "
+                    "ASSISTANT :", img))
+    return out

@@ -1,0 +1,61 @@
+"""The vLLM plugin on Qwen2-VL and Qwen2.5-VL (M-RoPE): K placeholders per image, kept tokens at their original
+(t, h, w) positions with the following text where it is in the dense prompt — checked by greedy parity with
+tokenprune's Hugging Face path — and keep-all equal to stock vLLM."""
+import pytest
+import torch
+
+import tokenprune as tp
+from tokenprune import PruneConfig
+
+from .conftest import run_vllm
+from .qwen_inputs import prompts, save_model
+
+pytestmark = pytest.mark.vllm
+FAMILIES = ["qwen2_vl", "qwen2_5_vl"]
+CFG = {"stages": [{"at": "pre_llm", "keep": 0.5, "scorer": "norm", "selector": "maxmin"}]}
+
+
+@pytest.fixture(scope="module", params=FAMILIES)
+def qwen_dir(request, tmp_path_factory):
+    return save_model(request.param, tmp_path_factory.mktemp(request.param))
+
+
+def hf_greedy(model_dir, config, n=4, max_tokens=4):
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
+    proc = AutoProcessor.from_pretrained(model_dir)
+    handle = tp.apply(model, PruneConfig.from_dict(config)) if config else None
+    out, logprobs = [], []
+    for text, img in prompts(n):  # one prompt at a time: no padding
+        x = proc(images=[img], text=[text], return_tensors="pt")
+        g = model.generate(**x, max_new_tokens=max_tokens, do_sample=False, output_scores=True,
+                           return_dict_in_generate=True)
+        toks = g.sequences[0, x["input_ids"].shape[1]:].tolist()
+        toks = toks[:toks.index(2) + 1] if 2 in toks else toks  # up to and including EOS, as vLLM reports it
+        out.append(toks)
+        logprobs.append([torch.log_softmax(s[0].float(), -1)[t].item() for t, s in zip(toks, g.scores)])
+    if handle:
+        handle.remove()
+    return out, logprobs
+
+
+def test_pruned_prompt_tokens_and_same_answers_as_hf(qwen_dir):
+    dense = run_vllm(qwen_dir, None, kind="qwen")
+    pruned = run_vllm(qwen_dir, CFG, kind="qwen")
+    assert dense["rc"] == 0 and pruned["rc"] == 0, pruned["stderr"] + dense["stderr"]
+    # images of 16, 12, 8 and 12 LLM tokens keep half
+    assert [d - p for d, p in zip(dense["result"]["prompt_tokens"], pruned["result"]["prompt_tokens"])] == [8, 6, 4, 6]
+    for res, cfg in ((dense, None), (pruned, CFG)):
+        tokens, logprobs = hf_greedy(qwen_dir, cfg)
+        assert res["result"]["tokens"] == tokens
+        # the same log-probabilities: a wrong M-RoPE position after pruning would move them
+        assert torch.allclose(torch.tensor(sum(res["result"]["logprobs"], [])), torch.tensor(sum(logprobs, [])),
+                              atol=1e-4)
+
+
+def test_keep_all_equals_stock_vllm(qwen_dir):
+    stock = run_vllm(qwen_dir, None, kind="qwen")
+    keep_all = run_vllm(qwen_dir, {"stages": [{"at": "pre_llm", "keep": 1.0, "scorer": "norm"}]}, kind="qwen")
+    assert keep_all["rc"] == 0, keep_all["stderr"]
+    assert keep_all["result"] == stock["result"]

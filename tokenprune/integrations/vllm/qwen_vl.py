@@ -1,0 +1,122 @@
+"""Qwen2-VL and Qwen2.5-VL under vLLM with image tokens pruned before the LLM (M-RoPE).
+
+The processor emits K placeholders per image. The model returns, per item, the kept embedding rows with four extra
+channels — the kept tokens' original (t, h, w) positions relative to the item and the item's position span — which
+vLLM's multimodal-pruning plumbing (the interface its EVS video pruning uses) turns into the sequence's M-RoPE
+positions with ``recompute_mrope_positions``, chunked prefill included. Kept tokens keep their positions and the
+text after an item starts where it would in the dense prompt, as on tokenprune's Hugging Face path. Videos pass
+unpruned (with their positions).
+"""
+from __future__ import annotations
+
+import torch
+from vllm.model_executor.models.qwen2_5_vl import (Qwen2_5_VLDummyInputsBuilder, Qwen2_5_VLForConditionalGeneration,
+                                                   Qwen2_5_VLMultiModalProcessor, Qwen2_5_VLProcessingInfo)
+from vllm.model_executor.models.qwen2_vl import (Qwen2VLDummyInputsBuilder, Qwen2VLForConditionalGeneration,
+                                                 Qwen2VLMultiModalProcessor, Qwen2VLProcessingInfo)
+from vllm.multimodal import MULTIMODAL_REGISTRY
+from vllm.multimodal.processing import PromptReplacement
+
+from .common import config_from_env, num_kept, select
+
+
+def media_positions(grid_thw: list[int], merge: int, t_scale: float = 1.0) -> torch.Tensor:
+    """``[n, 4]``: (t, h, w) of each LLM token of one item, counted from the item's start, and in the last channel
+    the span the item occupies (max position + 1), after which the following text starts — as in the dense prompt."""
+    t, h, w = grid_thw[0], grid_thw[1] // merge, grid_thw[2] // merge
+    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
+    pos = torch.stack([(tt * t_scale).long(), hh, ww], -1).reshape(-1, 3)
+    span = torch.full((pos.shape[0], 1), int(pos.max()) + 1)
+    return torch.cat([pos, span], 1)
+
+
+def _prompt_updates(processor, updates, hf_processor_mm_kwargs, out_mm_kwargs):
+    cfg = config_from_env()
+    if cfg is None:
+        return updates
+    info = processor.info
+    merge = info.get_image_processor(**hf_processor_mm_kwargs).merge_size
+    image_id = info.get_tokenizer().get_vocab()[info.get_hf_processor(**hf_processor_mm_kwargs).image_token]
+
+    def image(item_idx: int) -> list[int]:
+        grid = out_mm_kwargs["image"][item_idx]["image_grid_thw"].data
+        return [image_id] * num_kept(int(grid.prod()) // merge**2, cfg)
+
+    keep = [u for u in updates if u.modality != "image"]
+    return [PromptReplacement(modality="image", target=[image_id], replacement=image), *keep]
+
+
+class TokenpruneQwen2VLProcessor(Qwen2VLMultiModalProcessor):
+    def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
+        return _prompt_updates(self, super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs),
+                               hf_processor_mm_kwargs, out_mm_kwargs)
+
+
+class TokenpruneQwen2_5_VLProcessor(Qwen2_5_VLMultiModalProcessor):
+    def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
+        return _prompt_updates(self, super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs),
+                               hf_processor_mm_kwargs, out_mm_kwargs)
+
+
+class _PrunedMedia:
+    """Shared by both families: image rows selected by tokenprune, positions appended for vLLM's M-RoPE update."""
+
+    supports_multimodal_pruning = True
+
+    def _tp_setup(self, vllm_config) -> None:
+        self._tp_config = config_from_env()
+        if self._tp_config is None:
+            return
+        self.is_multimodal_pruning_enabled = True
+        # vLLM's model runner turns its pruning plumbing (recompute_mrope_positions) on only when the multimodal
+        # config says so, which today means video_pruning_rate > 0; say so for this engine's config alone.
+        mm = vllm_config.model_config.multimodal_config
+        object.__setattr__(mm, "is_multimodal_pruning_enabled", lambda: True)
+
+    def _tp_video_scale(self, video_input, i: int) -> float:
+        return 1.0
+
+    def embed_multimodal(self, **kwargs: object):
+        if self._tp_config is None:
+            return super().embed_multimodal(**kwargs)
+        inputs = self._parse_and_validate_multimodal_inputs(**kwargs)
+        merge = self.visual.spatial_merge_size
+        out: list[torch.Tensor] = []
+        for modality, inp in inputs.items():
+            image = modality.startswith("image")
+            embeds = self._process_image_input(inp) if image else self._process_video_input(inp)
+            grids = inp["image_grid_thw" if image else "video_grid_thw"].tolist()
+            for i, (e, g) in enumerate(zip(embeds, grids)):
+                pos = media_positions(g, merge, 1.0 if image else self._tp_video_scale(inp, i)).to(e.device)
+                if image:
+                    e, index = select(e, self._tp_config)
+                    pos = pos[index]
+                out.append(torch.cat([e, pos.to(e.dtype)], 1))
+        return tuple(out)
+
+
+@MULTIMODAL_REGISTRY.register_processor(TokenpruneQwen2VLProcessor, info=Qwen2VLProcessingInfo,
+                                        dummy_inputs=Qwen2VLDummyInputsBuilder)
+class TokenpruneQwen2VL(_PrunedMedia, Qwen2VLForConditionalGeneration):
+    """vLLM's Qwen2-VL with image tokens pruned per image before the LLM."""
+
+    def __init__(self, *, vllm_config, prefix: str = "") -> None:  # vLLM passes arguments by this signature
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
+        self._tp_setup(vllm_config)
+
+    # the position bookkeeping after pruning is the family-independent one Qwen2.5-VL's model carries
+    recompute_mrope_positions = Qwen2_5_VLForConditionalGeneration.recompute_mrope_positions
+
+
+@MULTIMODAL_REGISTRY.register_processor(TokenpruneQwen2_5_VLProcessor, info=Qwen2_5_VLProcessingInfo,
+                                        dummy_inputs=Qwen2_5_VLDummyInputsBuilder)
+class TokenpruneQwen2_5_VL(_PrunedMedia, Qwen2_5_VLForConditionalGeneration):
+    """vLLM's Qwen2.5-VL with image tokens pruned per image before the LLM."""
+
+    def __init__(self, *, vllm_config, prefix: str = "") -> None:
+        super().__init__(vllm_config=vllm_config, prefix=prefix)
+        self._tp_setup(vllm_config)
+
+    def _tp_video_scale(self, video_input, i: int) -> float:
+        sec = video_input.get("second_per_grid_ts")
+        return float(self.config.vision_config.tokens_per_second) * (float(sec[i]) if sec is not None else 1.0)
