@@ -25,6 +25,7 @@ from tokenprune.shapesvqa.questions import PLURAL, TEMPLATES, make_qas
 from tokenprune.shapesvqa.scene import CELLS, COLOURS, SHAPES, make_scene, patch_labels, render
 
 AUX = {"colour": 7, "shape": 5, "cell": 9, "centre": 2}
+AUX_WEIGHT = {"centre": [1.0, 20.0], "shape": [1.0, 5.0, 5.0, 5.0, 5.0]}
 #: what the answer position must know about its question before the grounded layers: type, cell, colour, shape
 QINFO = {"type": len(TEMPLATES), "cell": len(CELLS) + 1, "colour": len(COLOURS) + 1, "shape": len(SHAPES) + 1}
 #: (layer, query head) pairs whose attention from the answer position is taught to land on the evidence patches
@@ -160,7 +161,8 @@ def losses(model, head, batch, aux_weight: float, ground_weight: float = 0.0,
         a = head(feats).float()
         start = 0
         for k, n in AUX.items():
-            weight = torch.tensor([1.0, 20.0]) if k == "centre" else None
+            # object patches are a minority: up-weight them so the tower learns shapes, not background
+            weight = a.new_tensor(AUX_WEIGHT[k]) if k in AUX_WEIGHT else None
             l = F.cross_entropy(a[..., start:start + n].reshape(-1, n), batch[f"aux_{k}"].reshape(-1), weight=weight)
             logs[f"aux_{k}"] = l.item()
             total = total + aux_weight * l
@@ -181,6 +183,24 @@ def evaluate(model, processor, split: str, n: int, batch: int = 16) -> dict[str,
     model.train()
     allh = hits["localized"] + hits["global"]
     return {"acc": sum(allh) / len(allh), **{k: sum(v) / max(len(v), 1) for k, v in hits.items()}}
+
+
+def init_from(model, state: dict[str, torch.Tensor]) -> None:
+    """Loads a saved model; vision layers the saved one lacks (a deeper ``--geometry``) start as identity blocks
+    (zero output projections), so the grown model computes exactly what the saved one did."""
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    grown = [k for k in missing if ".vision_tower." in k and ".encoder.layers." in k]
+    if unexpected or len(grown) != len(missing):
+        raise SystemExit(f"--init: the saved model does not fit this geometry (missing {missing[:3]}, "
+                         f"unexpected {unexpected[:3]})")
+    tower = model.model.vision_tower
+    layers = getattr(tower, "vision_model", tower).encoder.layers
+    for i in sorted({int(k.split(".layers.")[1].split(".")[0]) for k in grown}):
+        for lin in (layers[i].self_attn.out_proj, layers[i].mlp.fc2):
+            torch.nn.init.zeros_(lin.weight)
+            torch.nn.init.zeros_(lin.bias)
+    if grown:
+        print(f"--init: grew the vision tower by {len(grown) // 16} identity layer(s)")
 
 
 class Scenes(torch.utils.data.IterableDataset):
@@ -258,7 +278,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.init and not (args.resume and ckpt.is_file()):
         from transformers import LlavaForConditionalGeneration
 
-        model.load_state_dict(LlavaForConditionalGeneration.from_pretrained(args.init).state_dict())
+        init_from(model, LlavaForConditionalGeneration.from_pretrained(args.init).state_dict())
     if args.resume and ckpt.is_file():
         state = torch.load(ckpt, map_location=device)
         model.load_state_dict(state["model"])

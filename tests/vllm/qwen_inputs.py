@@ -7,7 +7,7 @@ from pathlib import Path
 IMAGE_TOKENS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]  # ids 150..153
 WORDS = ["USER", "ASSISTANT", ":", "describe", "the", "image", "what", "is", "left", "of", "."]
 QUESTIONS = ["describe the image .", "what is left of the image .", "describe the image", "what is the image ."]
-SIZES = [(112, 112), (84, 112), (112, 56), (112, 84)]  # (h, w) pixels → 16, 12, 8, 12 LLM tokens
+SIZES = [(112, 112), (84, 112), None, (112, 56)]  # (h, w) pixels → 16, 12, (text only), 8 LLM tokens
 
 
 def make_processor(family: str):
@@ -46,14 +46,18 @@ def save_model(family: str, path: Path) -> Path:
 
 
 def prompts(n: int):
-    """(text, PIL image) pairs: one image per prompt, sizes that give different token counts."""
+    """(text, PIL image or None) pairs: one image per prompt, sizes that give different token counts, and a
+    text-only prompt."""
     import numpy as np
     from PIL import Image
 
     out = []
     for i in range(n):
-        h, w = SIZES[i % len(SIZES)]
-        img = Image.fromarray(np.random.default_rng(i).integers(0, 255, (h, w, 3), dtype=np.uint8))
-        out.append((f"USER : <|vision_start|><|image_pad|><|vision_end|> {QUESTIONS[i % len(QUESTIONS)]} "
-                    "ASSISTANT :", img))
+        size = SIZES[i % len(SIZES)]
+        q = QUESTIONS[i % len(QUESTIONS)]
+        if size is None:
+            out.append((f"USER : {q} ASSISTANT :", None))
+            continue
+        img = Image.fromarray(np.random.default_rng(i).integers(0, 255, (*size, 3), dtype=np.uint8))
+        out.append((f"USER : <|vision_start|><|image_pad|><|vision_end|> {q} ASSISTANT :", img))
     return out

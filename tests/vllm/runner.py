@@ -16,7 +16,7 @@ def main() -> None:
     if kind == "qwen":
         from qwen_inputs import prompts
 
-        prompts = [{"prompt": t, "multi_modal_data": {"image": img}} for t, img in prompts(n)]
+        prompts = [{"prompt": t, **({"multi_modal_data": {"image": img}} if img else {})} for t, img in prompts(n)]
         extra = {"limit_mm_per_prompt": {"image": 1, "video": 0}}
     else:
         from tokenprune.shapesvqa import model as M
