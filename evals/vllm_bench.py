@@ -1,0 +1,94 @@
+"""Throughput of vLLM with and without the tokenprune plugin (a benchmark, not a test; needs ``.venv-vllm``).
+
+    .venv-vllm/bin/python -m evals.vllm_bench [--model embedded] [--requests 64] [--keep 64,144] \\
+        [--out evals/vllm_bench_cpu.json]
+
+The embedded ShapesVQA model (converted to vLLM's LLaVA weight names) answers ``--requests`` test questions in one
+``LLM.generate`` call (greedy, 2 new tokens: the answer and EOS), after a warm-up call, once stock and once per
+budget with ``TOKENPRUNE_VLLM_CONFIG`` set (a DivPrune-style config: norm scores, max-min selection). Each run is
+its own process, so every engine starts clean. Reports prompt tokens per request, wall time, requests/s, prompt
+tokens/s and accuracy.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+
+def worker(model_dir: str, n: int) -> dict:
+    from vllm import LLM, SamplingParams
+
+    from tokenprune.shapesvqa import model as M
+    from tokenprune.shapesvqa.data import examples
+
+    proc = M.make_processor()
+    exs = examples("test", n)
+    prompts = [{"prompt": M.prompt(proc, e.qa.question), "multi_modal_data": {"image": e.image()}} for e in exs]
+    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=16, seed=0)
+    params = SamplingParams(temperature=0, max_tokens=2)
+    llm.generate(prompts[:8], params, use_tqdm=False)  # warm-up
+    t = time.perf_counter()
+    outs = llm.generate(prompts, params, use_tqdm=False)
+    wall = time.perf_counter() - t
+    words = proc.tokenizer.convert_ids_to_tokens
+    correct = sum(words(list(o.outputs[0].token_ids))[0] == e.qa.answer for o, e in zip(outs, exs))
+    prompt_tokens = sum(len(o.prompt_token_ids) for o in outs)
+    return {"requests": n, "wall_s": wall, "requests_per_s": n / wall, "prompt_tokens_per_request": prompt_tokens / n,
+            "prompt_tokens_per_s": prompt_tokens / wall, "accuracy": correct / n}
+
+
+def run(model_dir: str, n: int, config: dict | None) -> dict:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
+    env.pop("TOKENPRUNE_VLLM_CONFIG", None)
+    if config is not None:
+        env["TOKENPRUNE_VLLM_CONFIG"] = json.dumps(config)
+    p = subprocess.run([sys.executable, "-m", "evals.vllm_bench", "--worker", model_dir, "--requests", str(n)],
+                       env=env, capture_output=True, text=True)
+    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
+    if p.returncode or not lines:
+        raise SystemExit(f"vLLM run failed ({config}):\n{p.stderr[-3000:]}")
+    return json.loads(lines[-1][7:])
+
+
+def main(argv: list[str] | None = None) -> dict | None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="embedded", help="a ShapesVQA (LLaVA) folder, or 'embedded'")
+    ap.add_argument("--requests", type=int, default=64)
+    ap.add_argument("--keep", default="64,144", help="visual tokens kept per image (of 576)")
+    ap.add_argument("--out", default=None)
+    ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args.worker, args.requests)), flush=True)
+        return None
+    from tokenprune.integrations.vllm.checkpoint import llava_for_vllm
+    from tokenprune.shapesvqa.model import EMBEDDED_DIR
+
+    src = EMBEDDED_DIR if args.model == "embedded" else args.model
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        served = str(llava_for_vllm(src, os.path.join(tmp, "vllm")))
+        for keep in [None] + [int(k) for k in args.keep.split(",")]:
+            cfg = None if keep is None else {"stages": [{"at": "pre_llm", "keep": keep, "scorer": "norm",
+                                                         "selector": "maxmin"}]}
+            r = {"keep": keep or 576, **run(served, args.requests, cfg)}
+            rows.append(r)
+            print(f"keep {r['keep']:>3}: {r['prompt_tokens_per_request']:6.1f} prompt tokens/request  "
+                  f"{r['wall_s']:6.2f} s  {r['requests_per_s']:6.2f} req/s  {r['prompt_tokens_per_s']:8.0f} prompt "
+                  f"tok/s  accuracy {r['accuracy']:.3f}", flush=True)
+    for r in rows:
+        r["speedup"] = rows[0]["wall_s"] / r["wall_s"]
+    result = {"model": str(src), "threads": os.cpu_count(), "rows": rows}
+    if args.out:
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=1)
+    return result
+
+
+if __name__ == "__main__":
+    main()
