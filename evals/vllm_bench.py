@@ -19,6 +19,8 @@ import sys
 import tempfile
 import time
 
+from evals.common import write_json
+
 
 def worker(model_dir: str, n: int) -> dict:
     from vllm import LLM, SamplingParams
@@ -84,10 +86,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     for r in rows:
         r["speedup"] = rows[0]["wall_s"] / r["wall_s"]
     result = {"model": str(src), "threads": os.cpu_count(), "rows": rows}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return write_json(args.out, result)
 
 
 if __name__ == "__main__":

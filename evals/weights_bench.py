@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import platform
 
 import torch
 
 from tokenprune.timing import interleaved_ms
 from tokenprune.weights import WeightSpec, prune
+from evals.common import write_json
 
 
 def build(hidden: int, layers: int, seed: int = 0):
@@ -94,10 +94,7 @@ def main(argv: list[str] | None = None) -> dict:
     for r in rows:
         print(f"{r['variant']:<22} {r['lm_prefill_ms']:8.1f} ms  speedup {r['speedup']:.2f}x  "
               f"layer params {r['layer_param_ratio']:.3f}  FLOPs {r['flop_ratio']:.3f}  ideal {1 / r['flop_ratio']:.2f}x")
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return write_json(args.out, result)
 
 
 if __name__ == "__main__":

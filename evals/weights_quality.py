@@ -18,6 +18,7 @@ from tokenprune.quality import accuracy, prepare
 from tokenprune.shapesvqa import model as M
 from tokenprune.weights import WeightSpec, prune
 from tokenprune.weights.pipeline import calibration_batches
+from evals.common import write_json
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -47,10 +48,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"{r['global']:.3f})  LM params {rows[-1]['lm_param_ratio']:.3f}  calib {secs:.1f}s")
     result = {"model": args.model, "limit": args.limit, "calib_samples": args.calib_samples, "dense": dense,
               "rows": rows, "threads": torch.get_num_threads()}
-    if args.out:
-        with open(args.out, "w") as f:
-            json.dump(result, f, indent=1)
-    return result
+    return write_json(args.out, result)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,10 @@ def test_eval_writes_results_csv_and_plots(model_dir, tmp_path, capsys):
     assert res["complete"] and res["limit"] == 20 and len(res["rows"]) == 6
     for r in res["rows"]:
         assert 0 <= r["accuracy"] <= 1 and r["ms_per_sample"] > 0 and 0 < r["flops_ratio"] < 1
-        assert set(r) >= {"preset", "keep", "localized", "global", "retention", "speedup", "stages"}
+        assert set(r) >= {"preset", "keep", "localized", "global", "retention", "speedup", "stages", "by_type"}
+        assert sum(t["n"] for t in r["by_type"].values()) == 20
+        hits = sum(round(t["accuracy"] * t["n"]) for t in r["by_type"].values())
+        assert hits == round(r["accuracy"] * 20)
     assert res["rows"][0]["stages"][0]["at"] == 1  # --layer moved fastv
     rows = list(csv.reader(open(tmp_path / "res" / "results.csv")))
     assert rows[1][0] == "dense" and len(rows) == 8

@@ -97,7 +97,7 @@ def prepare(processor: Any, split: str, limit: int, batch: int) -> tuple[list, l
 
 
 def accuracy(model: Any, processor: Any, exs: list, inputs: list[dict[str, torch.Tensor]]) -> dict[str, float]:
-    """Accuracy overall and per question kind, plus forward ms per sample."""
+    """Accuracy overall, per question kind and per question type, plus forward ms per sample."""
     vocab = processor.tokenizer.convert_ids_to_tokens(list(range(model.config.text_config.vocab_size)))
     with torch.no_grad():
         preds, ms = _answers(model, inputs, vocab)
@@ -106,6 +106,10 @@ def accuracy(model: Any, processor: Any, exs: list, inputs: list[dict[str, torch
         idx = [i for i, e in enumerate(exs) if e.qa.kind == k]
         res[k] = sum(preds[i] == exs[i].qa.answer for i in idx) / len(idx)
     res["ms_per_sample"] = ms / len(exs)
+    by_type: dict[str, list[bool]] = {}
+    for p, e in zip(preds, exs):
+        by_type.setdefault(e.qa.type, []).append(p == e.qa.answer)
+    res["by_type"] = {t: {"accuracy": sum(v) / len(v), "n": len(v)} for t, v in sorted(by_type.items())}
     return res
 
 

@@ -28,9 +28,11 @@ def shapes_dirs(tmp_path_factory):
 
 
 def run_vllm(model_dir, config, questions: int = 4, max_tokens: int = 4, timeout: int = 400,
-             kind: str = "shapes") -> dict:
-    """Runs ``tests/vllm/runner.py`` with ``TOKENPRUNE_VLLM_CONFIG=config`` (None: plugin off)."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1"}
+             kind: str = "shapes", chunk: int = 0) -> dict:
+    """Runs ``tests/vllm/runner.py`` with ``TOKENPRUNE_VLLM_CONFIG=config`` (None: plugin off); ``chunk``: chunked
+    prefill with that many tokens per step."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1",
+           "TOKENPRUNE_TEST_CHUNK": str(chunk)}
     env.pop("TOKENPRUNE_VLLM_CONFIG", None)
     if config is not None:
         env["TOKENPRUNE_VLLM_CONFIG"] = json.dumps(config)

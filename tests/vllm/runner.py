@@ -3,8 +3,10 @@
     runner.py MODEL_DIR N MAX_TOKENS [shapes|qwen]
 
 ``shapes``: ShapesVQA test questions (LLaVA); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py``.
+``TOKENPRUNE_TEST_CHUNK=N``: chunked prefill, N tokens per step.
 """
 import json
+import os
 import sys
 
 
@@ -26,8 +28,11 @@ def main() -> None:
         prompts = [{"prompt": M.prompt(proc, e.qa.question), "multi_modal_data": {"image": e.image()}}
                    for e in examples("test", n)]
         extra = {}
-    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=8, seed=0,
-              **extra)
+    chunk = int(os.environ.get("TOKENPRUNE_TEST_CHUNK", "0"))
+    if chunk:  # prefill in chunks of this many tokens: an image's rows and the text after it land in later steps
+        extra.update(enable_chunked_prefill=True, max_num_batched_tokens=chunk)
+    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=min(8, chunk or 8),
+              seed=0, **extra)
     outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=max_tokens, logprobs=1))
     print("RESULT " + json.dumps({"prompt_tokens": [len(o.prompt_token_ids) for o in outs],
                                   "tokens": [list(o.outputs[0].token_ids) for o in outs],

@@ -59,3 +59,13 @@ def test_keep_all_equals_stock_vllm(qwen_dir):
     keep_all = run_vllm(qwen_dir, {"stages": [{"at": "pre_llm", "keep": 1.0, "scorer": "norm"}]}, kind="qwen")
     assert keep_all["rc"] == 0, keep_all["stderr"]
     assert keep_all["result"] == stock["result"]
+
+
+def test_chunked_prefill_keeps_positions(qwen_dir):
+    """Prefill in 5-token chunks: the kept image rows and the text after them arrive in later steps than the image
+    starts, so their M-RoPE positions come from vLLM's recompute — the answers must still equal the HF path's."""
+    res = run_vllm(qwen_dir, CFG, kind="qwen", chunk=5)
+    assert res["rc"] == 0, res["stderr"]
+    tokens, logprobs = hf_greedy(qwen_dir, CFG)
+    assert res["result"]["tokens"] == tokens
+    assert torch.allclose(torch.tensor(sum(res["result"]["logprobs"], [])), torch.tensor(sum(logprobs, [])), atol=1e-4)
