@@ -29,15 +29,17 @@ def shapes_dirs(tmp_path_factory):
 
 def run_vllm(model_dir, config, questions: int = 4, max_tokens: int = 4, timeout: int = 400,
              kind: str = "shapes", chunk: int = 0) -> dict:
-    """Runs ``tests/vllm/runner.py`` with ``TOKENPRUNE_VLLM_CONFIG=config`` (None: plugin off); ``chunk``: chunked
-    prefill with that many tokens per step."""
+    """Runs ``tests/vllm/runner.py`` with ``TOKENPRUNE_VLLM_CONFIG=config`` (a dict, or a preset name; None: plugin
+    off); ``chunk``: chunked prefill with that many tokens per step."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1",
            "TOKENPRUNE_TEST_CHUNK": str(chunk)}
     env.pop("TOKENPRUNE_VLLM_CONFIG", None)
     if config is not None:
-        env["TOKENPRUNE_VLLM_CONFIG"] = json.dumps(config)
+        env["TOKENPRUNE_VLLM_CONFIG"] = config if isinstance(config, str) else json.dumps(config)
     p = subprocess.run([sys.executable, str(HERE / "runner.py"), str(model_dir), str(questions), str(max_tokens),
                         kind],
                        env=env, capture_output=True, text=True, timeout=timeout)
     lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
-    return {"rc": p.returncode, "stderr": p.stderr[-4000:], "result": json.loads(lines[-1][7:]) if lines else None}
+    # vLLM logs to stdout: an engine-core start-up error is there, the front-end traceback in stderr
+    return {"rc": p.returncode, "stderr": p.stderr[-20000:], "stdout": p.stdout[-20000:],
+            "result": json.loads(lines[-1][7:]) if lines else None}

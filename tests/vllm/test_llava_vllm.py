@@ -42,6 +42,20 @@ def test_pruned_prompt_tokens_and_same_answers_as_hf(shapes_dirs):
     assert dense["result"]["tokens"] == hf_greedy(hf_dir, None)
 
 
+def test_visionzip_preset_serves_like_hf(shapes_dirs):
+    """VisionZip ([CLS] attention of the tower's feature layer, dominant + merged contextual tokens) inside vLLM: 64
+    placeholders per image and the same greedy tokens as tokenprune's HF path with the preset. (Log-probabilities
+    differ by ~1e-2 for every pruned LLaVA config: vLLM numbers the shortened prompt's 1-D positions contiguously,
+    the HF path keeps the kept tokens' original positions.)"""
+    hf_dir, vllm_dir = shapes_dirs
+    res = run_vllm(vllm_dir, "visionzip")
+    assert res["rc"] == 0, res["stderr"]
+    assert [p - 64 for p in res["result"]["prompt_tokens"]] == [p - 576 for p in run_vllm(vllm_dir, None)["result"]
+                                                                 ["prompt_tokens"]]
+    cfg = PruneConfig.from_preset("visionzip").to_dict()
+    assert res["result"]["tokens"] == hf_greedy(hf_dir, cfg)
+
+
 def test_keep_all_equals_stock_vllm(shapes_dirs):
     _, vllm_dir = shapes_dirs
     stock = run_vllm(vllm_dir, None)

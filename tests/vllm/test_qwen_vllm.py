@@ -69,3 +69,10 @@ def test_chunked_prefill_keeps_positions(qwen_dir):
     tokens, logprobs = hf_greedy(qwen_dir, CFG)
     assert res["result"]["tokens"] == tokens
     assert torch.allclose(torch.tensor(sum(res["result"]["logprobs"], [])), torch.tensor(sum(logprobs, [])), atol=1e-4)
+
+
+def test_cls_attention_is_refused_at_start_up(qwen_dir):
+    res = run_vllm(qwen_dir, {"stages": [{"at": "pre_llm", "keep": 0.5, "scorer": "cls_attention"}]}, kind="qwen",
+                   timeout=300)
+    assert res["rc"] != 0 and res["result"] is None
+    assert "runs on vLLM's LLaVA only" in res["stdout"] + res["stderr"]

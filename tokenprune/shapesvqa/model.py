@@ -14,7 +14,7 @@ from .questions import vocabulary
 #: The checkpoint shipped with the package (``tokenprune demo`` and ``--model embedded`` load it).
 EMBEDDED_DIR = Path(__file__).resolve().parent.parent / "assets" / "shapesvqa"
 VISUAL_TOKENS = 576
-GEOMETRY = dict(vision_hidden=128, vision_layers=2, vision_heads=4, hidden=192, layers=4, heads=6, kv_heads=2,
+GEOMETRY = dict(vision_hidden=128, vision_layers=4, vision_heads=4, hidden=192, layers=4, heads=6, kv_heads=2,
                 inter=512)
 
 

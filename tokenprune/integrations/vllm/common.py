@@ -12,8 +12,8 @@ from ...errors import ConfigError
 
 ENV = "TOKENPRUNE_VLLM_CONFIG"
 #: scorers that need neither the text nor the language model (the embedding stage sees only the image)
-QUERY_FREE_SCORERS = ("norm", "uniform", "random", "entropy")
-SELECTORS = ("topk", "maxmin", "mmr", "adaptive")
+QUERY_FREE_SCORERS = ("norm", "uniform", "random", "entropy", "cls_attention")
+SELECTORS = ("topk", "maxmin", "mmr", "adaptive", "visionzip")
 REDUCERS = ("drop", "merge")
 
 
@@ -64,8 +64,10 @@ def num_kept(num_tokens: int, cfg: PruneConfig) -> int:
     return k
 
 
-def select(features: torch.Tensor, cfg: PruneConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """The kept (or merged) rows of one item's ``[n, D]`` features in their original order, and their indices."""
+def select(features: torch.Tensor, cfg: PruneConfig,
+           vision: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The kept (or merged) rows of one item's ``[n, D]`` features in their original order, and their indices;
+    ``vision``: the item's ``[n]`` vision-tower [CLS] attention (``cls_attention`` scorer)."""
     from ...runtime.stage import ImageSpan, run_stage
 
     n = features.shape[0]
@@ -74,7 +76,7 @@ def select(features: torch.Tensor, cfg: PruneConfig) -> tuple[torch.Tensor, torc
     if k == n:
         return features, torch.arange(n, device=dev)
     span = ImageSpan(row=0, modality="image", pos=torch.arange(n, device=dev), alive=torch.arange(n, device=dev),
-                     orig_len=n)
+                     orig_len=n, vision=None if vision is None else vision.to(dev))
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     res = run_stage(cfg.stages[0], features[None], torch.ones(1, n, dtype=torch.bool, device=dev), [[span]], None,
                     gen, None)
@@ -84,6 +86,6 @@ def select(features: torch.Tensor, cfg: PruneConfig) -> tuple[torch.Tensor, torc
     return res.hidden[0][index], index
 
 
-def select_rows(features: torch.Tensor, cfg: PruneConfig) -> torch.Tensor:
+def select_rows(features: torch.Tensor, cfg: PruneConfig, vision: torch.Tensor | None = None) -> torch.Tensor:
     """The kept (or merged) rows of one item's ``[n, D]`` features, in their original order."""
-    return select(features, cfg)[0]
+    return select(features, cfg, vision)[0]

@@ -17,6 +17,7 @@ from vllm.model_executor.models.qwen2_vl import (Qwen2VLDummyInputsBuilder, Qwen
 from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.processing import PromptReplacement
 
+from ...errors import ConfigError
 from .common import config_from_env, num_kept, select
 
 
@@ -67,6 +68,9 @@ class _PrunedMedia:
         self._tp_config = config_from_env()
         if self._tp_config is None:
             return
+        if self._tp_config.stages[0].scorer == "cls_attention":
+            raise ConfigError("vLLM plugin: the cls_attention scorer runs on vLLM's LLaVA only; for Qwen-VL use "
+                              "norm, uniform, random or entropy")
         self.is_multimodal_pruning_enabled = True
         # vLLM's model runner turns its pruning plumbing (recompute_mrope_positions) on only when the multimodal
         # config says so, which today means video_pruning_rate > 0; say so for this engine's config alone.
