@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from evals.common import write_json
+from tokenprune.results import write_json
 
 
 def worker(model_dir: str, n: int) -> dict:

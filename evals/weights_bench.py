@@ -16,7 +16,7 @@ import torch
 
 from tokenprune.timing import interleaved_ms
 from tokenprune.weights import WeightSpec, prune
-from evals.common import write_json
+from tokenprune.results import write_json
 
 
 def build(hidden: int, layers: int, seed: int = 0):

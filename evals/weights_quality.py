@@ -18,7 +18,7 @@ from tokenprune.quality import accuracy, prepare
 from tokenprune.shapesvqa import model as M
 from tokenprune.weights import WeightSpec, prune
 from tokenprune.weights.pipeline import calibration_batches
-from evals.common import write_json
+from tokenprune.results import write_json
 
 
 def main(argv: list[str] | None = None) -> dict:

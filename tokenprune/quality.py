@@ -9,7 +9,6 @@ Results go to JSON (written under a ``.partial`` name and renamed only when comp
 from __future__ import annotations
 
 import csv
-import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ import torch
 
 from .config import PruneConfig
 from .errors import InputError
+from .results import write_json
 from .timing import time_ms
 
 VISUAL = 576
@@ -144,11 +144,7 @@ def run_sweep(sw: Sweep, progress: Callable[[str], None] | None = None) -> dict[
 
 def save(result: dict[str, Any], out: str) -> list[str]:
     """Writes ``out`` (JSON, atomically), the CSV next to it and the two plots; returns the paths written."""
-    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
-    tmp = out + ".partial"
-    with open(tmp, "w") as f:
-        json.dump(result, f, indent=1)
-    os.replace(tmp, out)
+    write_json(out, result)
     stem = os.path.splitext(out)[0]
     written = [out, stem + ".csv"]
     with open(stem + ".csv", "w", newline="") as f:

@@ -1,13 +1,13 @@
 """The benchmark grid: dense vs every (preset, stage, keep) per batch size, with ideal ratios and a plot."""
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..config import PruneConfig, Stage
 from ..errors import InputError
 from ..presets import build_preset, preset_names
+from ..results import write_json
 from . import geometry
 from .baseline import eager_weights_at
 from .measure import Measurement, measure
@@ -92,8 +92,7 @@ def run(spec: BenchSpec, progress: Callable[[str], None] | None = None) -> dict[
 
 
 def save(result: dict[str, Any], path: str) -> None:
-    with open(path, "w") as f:
-        json.dump(result, f, indent=2)
+    write_json(path, result, indent=2)
 
 
 def plot(result: dict[str, Any], path: str) -> bool:
