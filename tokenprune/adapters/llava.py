@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from ..scoring.vision import cls_row_attention
 from .base import Adapter, register
 
 
@@ -25,10 +26,7 @@ class LlavaAdapter(Adapter):
         layer = getattr(tower, "vision_model", tower).encoder.layers[h - 1]
         attn = layer.self_attn
         x = layer.layer_norm1(hs[h - 1])
-        n, t, _ = x.shape
-        q = attn.q_proj(x[:, :1]).view(n, 1, attn.num_heads, attn.head_dim).transpose(1, 2)
-        k = attn.k_proj(x).view(n, t, attn.num_heads, attn.head_dim).transpose(1, 2)
-        probs = (torch.matmul(q.float(), k.float().transpose(-1, -2)) * attn.scale).softmax(-1).mean(1)[:, 0]
+        probs = cls_row_attention(attn.q_proj(x[:, :1]), attn.k_proj(x), attn.num_heads, attn.scale)
         if cfg.vision_feature_select_strategy == "default":
             probs = probs[:, 1:]
         return list(probs)

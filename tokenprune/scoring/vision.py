@@ -16,3 +16,14 @@ def cls_attention_scores(view: TokenView) -> torch.Tensor:
 
 
 cls_attention_scores.captures = lambda **_: {"vision_attention"}  # type: ignore[attr-defined]
+
+
+def cls_row_attention(q_cls: torch.Tensor, k: torch.Tensor, num_heads: int, scale: float) -> torch.Tensor:
+    """``[n, T]``: the [CLS] query's attention over the ``T`` tokens of each of ``n`` images, softmax(q·Kᵀ·scale)
+    averaged over heads, in float32; ``q_cls`` ``[n, 1, E]`` and ``k`` ``[n, T, E]`` are projection outputs.
+    Shared by the HF adapter and the vLLM plugin so that both score identically."""
+    n, t, e = k.shape
+    d = e // num_heads
+    q = q_cls.reshape(n, 1, num_heads, d).transpose(1, 2).float()
+    k = k.reshape(n, t, num_heads, d).transpose(1, 2).float()
+    return (q @ k.transpose(-1, -2) * scale).softmax(-1).mean(1)[:, 0]

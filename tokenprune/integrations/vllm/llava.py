@@ -14,6 +14,7 @@ from vllm.model_executor.models.llava import (LlavaDummyInputsBuilder, LlavaForC
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from ...errors import ConfigError
+from ...scoring.vision import cls_row_attention
 from .common import config_from_env, num_kept, select_rows
 
 
@@ -57,10 +58,7 @@ class TokenpruneLlava(LlavaForConditionalGeneration):
 
         def capture(_module, _args, output) -> None:
             q, k, _ = output[0].chunk(3, dim=-1)  # [n, T, E] each
-            n, t, _ = k.shape
-            q = q[:, :1].reshape(n, 1, attn.num_heads, attn.head_dim).transpose(1, 2).float()
-            k = k.reshape(n, t, attn.num_heads, attn.head_dim).transpose(1, 2).float()
-            probs = (q @ k.transpose(-1, -2) * attn.scale).softmax(-1).mean(1)[:, 0]
+            probs = cls_row_attention(q[:, :1], k, attn.num_heads, attn.scale)
             self._tp_cls.extend(probs[:, 1:] if drop_cls else probs)
 
         qkv.register_forward_hook(capture)
