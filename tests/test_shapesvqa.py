@@ -74,6 +74,27 @@ def test_processor_round_trip_and_training_rows_match():
     assert torch.allclose(row["pixel_values"][0], enc["pixel_values"][0])
 
 
+def test_training_type_weights_shift_the_mix_only_when_asked():
+    from collections import Counter
+
+    from evals.shapesvqa.train import parse_type_weights
+    from tokenprune.shapesvqa.questions import make_qas
+
+    scenes = [make_scene(s) for s in range(40)]
+    plain = [make_qas(sc, 8, s) for s, sc in enumerate(scenes)]
+    weights = parse_type_weights("count_shape=4,more=4")
+    assert weights == {"count_shape": 4.0, "more": 4.0}
+    mixed = [q for s, sc in enumerate(scenes) for q in make_qas(sc, 8, s, weights)]
+    base = Counter(q.type for qs in plain for q in qs)
+    heavy = Counter(q.type for q in mixed)
+    # 2 of the (up to) 5 global types at weight 4: their share of global turns goes from ~2/5 to ~8/11
+    assert heavy["count_shape"] + heavy["more"] > 1.5 * (base["count_shape"] + base["more"])
+    assert [q.kind for q in mixed[:4]] == ["localized", "global", "localized", "global"]  # kinds still alternate
+    for bad in ("count_shapes=2", "more=0", "more=x"):
+        with pytest.raises(SystemExit):
+            parse_type_weights(bad)
+
+
 def test_write_split(tmp_path):
     path = write_split("val", 3, tmp_path)
     lines = path.read_text().splitlines()

@@ -36,16 +36,17 @@ IMAGE_START = 2  # "USER :" precedes the image in every training row
 class Batcher:
     """Turns seeds into (pixel_values, input_ids, answer positions/targets, patch labels)."""
 
-    def __init__(self, processor, turns: int) -> None:
+    def __init__(self, processor, turns: int, type_weights: dict[str, float] | None = None) -> None:
         self.ip = processor.image_processor
         self.vocab = processor.tokenizer.get_vocab()
         self.turns = turns
+        self.type_weights = type_weights
 
     def ids(self, words: list[str]) -> list[int]:
         return [self.vocab[w] for w in words]
 
     def questions(self, scene, seed: int) -> list:
-        return make_qas(scene, self.turns, seed * 31 + 7)
+        return make_qas(scene, self.turns, seed * 31 + 7, self.type_weights)
 
     def __call__(self, seeds: list[int]) -> dict[str, torch.Tensor]:
         images, rows, targets, labels, focus, qinfo = [], [], [], {k: [] for k in AUX}, [], []
@@ -180,9 +181,28 @@ def evaluate(model, processor, split: str, n: int, batch: int = 16) -> dict[str,
         preds = M.answer(model, processor, [e.image() for e in chunk], [e.qa.question for e in chunk])
         for e, p in zip(chunk, preds):
             hits[e.qa.kind].append(p == e.qa.answer)
+            hits.setdefault(e.qa.type, []).append(p == e.qa.answer)
     model.train()
     allh = hits["localized"] + hits["global"]
     return {"acc": sum(allh) / len(allh), **{k: sum(v) / max(len(v), 1) for k, v in hits.items()}}
+
+
+def parse_type_weights(text: str | None) -> dict[str, float] | None:
+    """``count_shape=3,more=3`` → sampling weights of training question types (others 1)."""
+    if not text:
+        return None
+    out = {}
+    for item in text.split(","):
+        key, _, value = item.partition("=")
+        if key.strip() not in TEMPLATES:
+            raise SystemExit(f"--type-weights: unknown question type {key!r}; known: {', '.join(TEMPLATES)}")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise SystemExit(f"--type-weights: {item!r} is not type=number") from None
+        if out[key.strip()] <= 0:
+            raise SystemExit(f"--type-weights: {item!r} must be positive")
+    return out
 
 
 def init_from(model, state: dict[str, torch.Tensor]) -> None:
@@ -257,6 +277,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--minutes", type=float, default=None,
                     help="wall-clock budget: the schedule follows elapsed time and training stops when it is spent")
     ap.add_argument("--geometry", default=None, help="model overrides, e.g. vision_hidden=192,vision_layers=4")
+    ap.add_argument("--type-weights", default=None,
+                    help="oversample weak training question types, e.g. count_shape=3,more=3 (others 1)")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
     if args.threads:
@@ -290,7 +312,7 @@ def main(argv: list[str] | None = None) -> None:
             resumed_at = None
         else:  # a checkpoint from before the routing probe: fresh optimizer moments, short re-warm-up
             resumed_at = step
-    batcher = Batcher(processor, args.turns)
+    batcher = Batcher(processor, args.turns, parse_type_weights(args.type_weights))
     warm = max(1, min(200, args.steps // 10))
     t0 = time.time()
 

@@ -63,10 +63,13 @@ def _answerable(qtype: str, scene: Scene) -> bool:
     return True
 
 
-def make_qa(scene: Scene, rng: random.Random, qtype: str | None = None, kind: str | None = None) -> QA:
-    """One question about ``scene`` (type drawn uniformly among the answerable ones, optionally of one ``kind``)."""
+def make_qa(scene: Scene, rng: random.Random, qtype: str | None = None, kind: str | None = None,
+            weights: dict[str, float] | None = None) -> QA:
+    """One question about ``scene`` (type drawn among the answerable ones, optionally of one ``kind``; uniformly, or
+    in proportion to ``weights`` — a training curriculum; the splits always draw uniformly)."""
     types = [t for t, (k, _) in TEMPLATES.items() if (kind is None or k == kind) and _answerable(t, scene)]
-    qtype = qtype or rng.choice(types)
+    if qtype is None:
+        qtype = rng.choices(types, [weights.get(t, 1.0) for t in types])[0] if weights else rng.choice(types)
     k, templates = TEMPLATES[qtype]
     template = rng.choice(templates)
     objs = scene.objects
@@ -114,7 +117,7 @@ def make_qa(scene: Scene, rng: random.Random, qtype: str | None = None, kind: st
     return QA(k, qtype, template.format(**fill), answer, tuple(focus), cell)
 
 
-def make_qas(scene: Scene, n: int, seed: int) -> list[QA]:
+def make_qas(scene: Scene, n: int, seed: int, weights: dict[str, float] | None = None) -> list[QA]:
     """``n`` questions about ``scene``; kinds alternate (localized first), so each kind gets half."""
     rng = random.Random(seed)
-    return [make_qa(scene, rng, kind=KINDS[i % 2]) for i in range(n)]
+    return [make_qa(scene, rng, kind=KINDS[i % 2], weights=weights) for i in range(n)]
