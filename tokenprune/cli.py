@@ -144,13 +144,14 @@ def _bench(args: argparse.Namespace, console: Console) -> int:
         result = run(spec, progress=lambda d: prog.update(task, description=d))
     save(result, args.out)
     t = Table(title=f"{result['geometry']}: {result['note']}; {result['layers']} LM layers, {result['device']}")
-    for col in ("batch", "preset", "stage", "kept", "LM prefill ms", "speedup", "ideal", "efficiency", "TTFT ms",
-                "decode ms/tok", "KV MiB", "peak MiB", "scoring %"):
+    for col in ("batch", "preset", "stage", "kept", "LM prefill ms", "speedup", "ideal", "efficiency", "vs short",
+                "TTFT ms", "decode ms/tok", "KV MiB", "peak MiB", "scoring %"):
         t.add_column(col)
     for r in result["rows"]:
         t.add_row(str(r["batch"]), r["preset"], str(r["stage"] if r["stage"] is not None else "-"),
                   str(r["visual_tokens"]), f"{r['lm_prefill_ms']:.1f}", f"{r['lm_speedup']:.2f}x",
-                  f"{r['ideal_speedup']:.2f}x", f"{r['efficiency']:.2f}", f"{r['ttft_ms']:.1f}",
+                  f"{r['ideal_speedup']:.2f}x", f"{r['efficiency']:.2f}",
+                  f"{r['efficiency_vs_short']:.2f}" if "efficiency_vs_short" in r else "-", f"{r['ttft_ms']:.1f}",
                   f"{r['decode_ms_per_token']:.2f}", f"{r['kv_cache_bytes'] / 2**20:.2f}",
                   "-" if r.get("peak_memory_bytes") is None else f"{r['peak_memory_bytes'] / 2**20:.0f}",
                   f"{r['scoring_overhead_pct']:.2f}")

@@ -14,7 +14,6 @@ from ..api import pruned
 from ..config import PruneConfig
 from ..flops import prefill_flops
 from ..timing import CpuPeak
-from ..timing import CpuPeak
 from ..runtime import engine
 
 
@@ -149,3 +148,23 @@ def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig 
         ttft_ms=statistics.median(ttft), decode_ms_per_token=statistics.median(steps) if steps else 0.0,
         kv_cache_bytes=kv, lm_flops=sum(stats.flops_pruned) if stats is not None else dense_flops,
         stage_ms=statistics.median(stage_ms) if stage_ms else 0.0, peak_memory_bytes=peak)
+
+
+def time_lm(model: torch.nn.Module, batch: int, n: int, repeats: int = 3) -> float:
+    """Median ms of the bare language model (no tokenprune attached) on ``batch`` rows of ``n`` random embeddings:
+    what a prompt that was this short from the start costs on this hardware — the speedup pruning can reach here."""
+    ad = get_adapter(model)
+    p = next(model.parameters())
+    g = torch.Generator(device=p.device).manual_seed(0)
+    embeds = torch.randn(batch, n, ad.text_config.hidden_size, generator=g, device=p.device, dtype=p.dtype)
+    mask = torch.ones(batch, n, dtype=torch.long, device=p.device)
+    times = []
+    with torch.no_grad():
+        for i in range(repeats + 1):  # the first is a warm-up
+            _sync(p.device)
+            t = time.perf_counter()
+            ad.lm(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
+            _sync(p.device)
+            if i:
+                times.append((time.perf_counter() - t) * 1e3)
+    return statistics.median(times)

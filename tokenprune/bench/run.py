@@ -10,7 +10,7 @@ from ..presets import build_preset, preset_names
 from ..results import write_json
 from . import geometry
 from .baseline import eager_weights_at
-from .measure import Measurement, measure
+from .measure import Measurement, measure, time_lm
 
 VISUAL = 576
 
@@ -47,13 +47,38 @@ class BenchSpec:
             raise InputError(f"--repeats: got {self.repeats}; allowed: >= 1")
 
 
-def _row(m: Measurement, dense: Measurement, **extra: Any) -> dict[str, Any]:
+def _row(m: Measurement, dense: Measurement, short_ms: float | None = None, **extra: Any) -> dict[str, Any]:
+    """``short_ms``: the bare LM's time on sequences as short as this row's, from each layer on (see ``_short``)."""
     speedup = dense.lm_prefill_ms / m.lm_prefill_ms
     ideal = dense.lm_flops / m.lm_flops
-    return {**extra, **m.to_dict(), "lm_speedup": speedup, "ideal_speedup": ideal, "efficiency": speedup / ideal,
+    short = {} if short_ms is None else {"short_prompt_ms": short_ms,
+                                         "efficiency_vs_short": short_ms / m.lm_prefill_ms}
+    return {**extra, **m.to_dict(), **short, "lm_speedup": speedup, "ideal_speedup": ideal,
+            "efficiency": speedup / ideal,
             "ttft_speedup": dense.ttft_ms / m.ttft_ms, "decode_ratio": m.decode_ms_per_token / dense.decode_ms_per_token,
             "kv_ratio": m.kv_cache_bytes / dense.kv_cache_bytes,
             "scoring_overhead_pct": 100.0 * m.stage_ms / dense.lm_prefill_ms}
+
+
+class _Short:
+    """What this hardware makes of a shorter sequence, without tokenprune: the bare LM timed on prompts of the
+    dense length n and the pruned length n′ = n − visual + kept; a stage at layer K of L then costs
+    K/L·T(n) + (L−K)/L·T(n′). ``efficiency_vs_short`` near 1 with ``efficiency`` below 1 means the gap to the FLOP
+    ideal is the hardware's lower throughput on short sequences, not pruning overhead."""
+
+    def __init__(self, model: Any, batch: int, n: int, layers: int, repeats: int) -> None:
+        self.model, self.batch, self.n, self.layers, self.repeats = model, batch, n, layers, repeats
+        self._ms: dict[int, float] = {}
+
+    def _t(self, n: int) -> float:
+        if n not in self._ms:
+            self._ms[n] = time_lm(self.model, self.batch, n, self.repeats)
+        return self._ms[n]
+
+    def __call__(self, stage: str | int | None, keep: int) -> float:
+        k = 0 if stage in (None, "pre_llm") else int(stage)
+        k = self.layers if keep == VISUAL else k
+        return (k * self._t(self.n) + (self.layers - k) * self._t(self.n - VISUAL + keep)) / self.layers
 
 
 def run(spec: BenchSpec, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -66,10 +91,11 @@ def run(spec: BenchSpec, progress: Callable[[str], None] | None = None) -> dict[
         inputs = geometry.inputs(model, g, b, device=spec.device)
         kw = dict(repeats=spec.repeats, decode_steps=spec.decode_steps)
         dense = measure(model, inputs, None, "dense", **kw)
-        rows.append(_row(dense, dense, preset="dense", stage=None, keep=VISUAL))
+        short = _Short(model, b, int(inputs["attention_mask"][0].sum()), n_layers, spec.repeats)
+        rows.append(_row(dense, dense, short(None, VISUAL), preset="dense", stage=None, keep=VISUAL))
         for stage in spec.stages:
             keep_all = PruneConfig.from_preset(spec.presets[0], keep=1.0, at=stage)
-            rows.append(_row(measure(model, inputs, keep_all, "keep-all", **kw), dense,
+            rows.append(_row(measure(model, inputs, keep_all, "keep-all", **kw), dense, short(stage, VISUAL),
                              preset="keep-all", stage=stage, keep=VISUAL))
             for preset in spec.presets:
                 for keep in spec.keeps:
@@ -79,14 +105,15 @@ def run(spec: BenchSpec, progress: Callable[[str], None] | None = None) -> dict[
                     m = measure(model, inputs, cfg, preset, **kw)
                     if m.visual_tokens != keep:
                         raise RuntimeError(f"{preset} at {stage}: kept {m.visual_tokens} tokens, asked {keep}")
-                    rows.append(_row(m, dense, preset=preset, stage=stage, keep=keep))
+                    rows.append(_row(m, dense, short(stage, keep), preset=preset, stage=stage, keep=keep))
                     if progress:
                         progress(f"batch {b} {preset} @{stage} keep {keep}")
             if spec.baseline and isinstance(stage, int) and stage >= 1:
                 for keep in [k for k in spec.keeps if k != VISUAL]:
                     cfg = PruneConfig([Stage(stage, keep=keep, scorer="_eager_previous_layer")])
                     m = measure(model, inputs, cfg, "fastv-eager", context=eager_weights_at(model, stage - 1), **kw)
-                    rows.append(_row(m, dense, preset="fastv-eager (peer)", stage=stage, keep=keep))
+                    rows.append(_row(m, dense, short(stage, keep), preset="fastv-eager (peer)", stage=stage,
+                                     keep=keep))
     return {"geometry": g.name, "note": g.note, "layers": n_layers, "device": spec.device, "spec": spec.__dict__,
             "rows": rows}
 
