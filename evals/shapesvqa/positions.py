@@ -1,7 +1,7 @@
 """Do kept visual tokens need their original positions? The embedded model answers test questions with a pre-LLM
 DivPrune-style selection (norm scores, max-min) twice: through tokenprune (kept tokens keep their original 1-D
-positions) and on the same kept tokens physically gathered and renumbered 0..n'-1 — what vLLM's LLaVA does with a
-shortened prompt.
+positions) and on the same kept tokens physically gathered and renumbered 0..n'-1 — what vLLM's LLaVA would do with a
+shortened prompt without the plugin's position bookkeeping (and what VisionZip's and DivPrune's own code do).
 
     python -m evals.shapesvqa.positions [--keep 64,144] [--n 64]
 """

@@ -3,7 +3,8 @@
     runner.py MODEL_DIR N MAX_TOKENS [shapes|qwen]
 
 ``shapes``: ShapesVQA test questions (LLaVA); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py``.
-``TOKENPRUNE_TEST_CHUNK=N``: chunked prefill, N tokens per step.
+``TOKENPRUNE_TEST_CHUNK=N``: chunked prefill, N tokens per step. ``TOKENPRUNE_TEST_TWICE=1``: generate the same
+prompts a second time in the same engine (prefix-cache hits) and report that run as well.
 """
 import json
 import os
@@ -31,15 +32,24 @@ def main() -> None:
     chunk = int(os.environ.get("TOKENPRUNE_TEST_CHUNK", "0"))
     if chunk:  # prefill in chunks of this many tokens: an image's rows and the text after it land in later steps
         extra.update(enable_chunked_prefill=True, max_num_batched_tokens=chunk)
+    if os.environ.get("TOKENPRUNE_TEST_TWICE") == "1":
+        extra.update(enable_prefix_caching=True, block_size=32)  # prompts here are shorter than the CPU default block
     llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=min(8, chunk or 8),
               seed=0, **extra)
-    outs = llm.generate(prompts, SamplingParams(temperature=0, max_tokens=max_tokens, logprobs=1))
-    print("RESULT " + json.dumps({"prompt_tokens": [len(o.prompt_token_ids) for o in outs],
-                                  "tokens": [list(o.outputs[0].token_ids) for o in outs],
-                                  # log-probability of each greedy token (vLLM's own, from the full vocabulary)
-                                  "logprobs": [[step[t].logprob for t, step in zip(o.outputs[0].token_ids,
-                                                                                   o.outputs[0].logprobs)]
-                                               for o in outs]}), flush=True)
+    params = SamplingParams(temperature=0, max_tokens=max_tokens, logprobs=1)
+    outs = llm.generate(prompts, params)
+    result = {"prompt_tokens": [len(o.prompt_token_ids) for o in outs], **report(outs)}
+    if os.environ.get("TOKENPRUNE_TEST_TWICE") == "1":
+        again = llm.generate(prompts, params)
+        result["again"] = {**report(again), "cached_tokens": [o.num_cached_tokens or 0 for o in again]}
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+def report(outs) -> dict:
+    return {"tokens": [list(o.outputs[0].token_ids) for o in outs],
+            # log-probability of each greedy token (vLLM's own, from the full vocabulary)
+            "logprobs": [[step[t].logprob for t, step in zip(o.outputs[0].token_ids, o.outputs[0].logprobs)]
+                         for o in outs]}
 
 
 if __name__ == "__main__":

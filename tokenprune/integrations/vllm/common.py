@@ -85,7 +85,3 @@ def select(features: torch.Tensor, cfg: PruneConfig,
         raise RuntimeError(f"tokenprune: {index.numel()} rows for an item with {k} placeholders")
     return res.hidden[0][index], index
 
-
-def select_rows(features: torch.Tensor, cfg: PruneConfig, vision: torch.Tensor | None = None) -> torch.Tensor:
-    """The kept (or merged) rows of one item's ``[n, D]`` features, in their original order."""
-    return select(features, cfg, vision)[0]

@@ -1,21 +1,35 @@
-"""LLaVA-1.5 under vLLM with visual tokens pruned before the LLM (1-D positions).
+"""LLaVA-1.5 under vLLM with visual tokens pruned before the LLM, at their original 1-D positions.
 
 The processor emits K placeholders per image (``num_kept`` of the tower's token count) and the model returns exactly
 K embedding rows per image, chosen by tokenprune's scorer/selector/reducer on the projector output. With the
 ``cls_attention`` scorer (VisionZip) the scores are the tower's [CLS]->patch attention at the feature layer, read from
 that layer's own q/k projection output by a forward hook (no recomputation).
+
+Positions: the model declares vLLM's multi-channel position interface (``SupportsMRoPE``, all channels equal) and
+multimodal pruning, so vLLM asks it for the prompt's positions at admission and again once an image's rows are
+chosen (``positions.py``); the language model receives one channel, i.e. ordinary 1-D RoPE. Kept tokens keep their
+place in the image and the text after an image starts where it does in the dense prompt, as on the HF path.
 """
 from __future__ import annotations
 
 import torch
 
+from vllm.model_executor.models.interfaces import SupportsMRoPE
 from vllm.model_executor.models.llava import (LlavaDummyInputsBuilder, LlavaForConditionalGeneration,
                                               LlavaMultiModalProcessor, LlavaProcessingInfo)
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
 from ...errors import ConfigError
 from ...scoring.vision import cls_row_attention
-from .common import config_from_env, num_kept, select_rows
+from .common import config_from_env, num_kept, select
+from .positions import admission_positions, index_channels, kept_positions, split_index
+
+
+def dense_image_tokens(config) -> int:
+    """Tokens per image of the unpruned LLaVA-1.5 prompt (fixed: the processor resizes every image)."""
+    vc = config.vision_config
+    n = (vc.image_size // vc.patch_size) ** 2
+    return n + (config.vision_feature_select_strategy == "full")
 
 
 class TokenpruneLlavaInfo(LlavaProcessingInfo):
@@ -27,15 +41,45 @@ class TokenpruneLlavaInfo(LlavaProcessingInfo):
 
 @MULTIMODAL_REGISTRY.register_processor(LlavaMultiModalProcessor, info=TokenpruneLlavaInfo,
                                         dummy_inputs=LlavaDummyInputsBuilder)
-class TokenpruneLlava(LlavaForConditionalGeneration):
+class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
     """vLLM's LLaVA whose image embeddings are pruned per image before they reach the LLM."""
+
+    supports_multimodal_pruning = True
 
     def __init__(self, *, vllm_config, prefix: str = "") -> None:  # vLLM passes arguments by this signature
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self._tp_config = config_from_env()
         self._tp_cls: list[torch.Tensor] = []
+        self._tp_dense = dense_image_tokens(self.config)
+        self._tp_kept = num_kept(self._tp_dense, self._tp_config) if self._tp_config is not None else self._tp_dense
+        if self._tp_config is not None:
+            self.is_multimodal_pruning_enabled = True
+            # vLLM's runner routes image rows through recompute_mrope_positions only when the multimodal config
+            # says pruning is on (otherwise only for video_pruning_rate > 0): say so for this engine alone
+            mm = vllm_config.model_config.multimodal_config
+            object.__setattr__(mm, "is_multimodal_pruning_enabled", lambda: True)
         if self._tp_config is not None and self._tp_config.stages[0].scorer == "cls_attention":
             self._hook_cls_attention()
+
+    def forward(self, input_ids, positions, intermediate_tensors=None, inputs_embeds=None, **kwargs):
+        if positions.ndim == 2:  # vLLM's per-channel positions; all channels are equal here
+            positions = positions[0]
+        return super().forward(input_ids, positions, intermediate_tensors, inputs_embeds, **kwargs)
+
+    def get_mrope_input_positions(self, input_tokens: list[int], mm_features) -> tuple[torch.Tensor, int]:
+        images = [(f.mm_position.offset, f.mm_position.length) for f in mm_features if f.modality == "image"]
+        return admission_positions(len(input_tokens), images, self._tp_dense)
+
+    def recompute_mrope_positions(self, input_ids, multimodal_embeddings, mrope_positions: torch.Tensor,
+                                  num_computed_tokens: int):
+        rows, index = zip(*map(split_index, multimodal_embeddings)) if len(multimodal_embeddings) else ((), ())
+        if rows:
+            ids = torch.as_tensor(input_ids)
+            mrope_positions = kept_positions(ids, self.config.image_token_index, torch.cat(index), mrope_positions,
+                                             num_computed_tokens, self._tp_kept, self._tp_dense)
+        n = mrope_positions.shape[1]
+        delta = int(mrope_positions[0, -1]) + 1 - n if n else 0
+        return list(rows), mrope_positions, delta
 
     def _hook_cls_attention(self) -> None:
         """Hooks the q/k/v projection of the vision layer whose output the projector reads; each tower call appends
@@ -76,9 +120,8 @@ class TokenpruneLlava(LlavaForConditionalGeneration):
             vision = list(self._tp_cls)
         out = []
         for e, v in zip(embeds, vision):  # one [n, D] tensor per image
-            rows = select_rows(e, self._tp_config, vision=v)
-            expected = num_kept(e.shape[0], self._tp_config)
-            if rows.shape[0] != expected:  # vLLM's scatter does not always catch a count mismatch
-                raise RuntimeError(f"tokenprune: {rows.shape[0]} rows for an image with {expected} placeholders")
-            out.append(rows)
+            rows, index = select(e, self._tp_config, vision=v)
+            if rows.shape[0] != self._tp_kept:  # vLLM's scatter does not always catch a count mismatch
+                raise RuntimeError(f"tokenprune: {rows.shape[0]} rows for an image with {self._tp_kept} placeholders")
+            out.append(torch.cat([rows, index_channels(index, rows.dtype)], 1))  # stripped by recompute_...
         return out

@@ -21,6 +21,28 @@ def register() -> None:
 
     for arch, target in ARCHITECTURES.items():
         ModelRegistry.register_model(arch, target)  # idempotent: re-registering the same target is harmless
+    from vllm.model_executor.models.config import MODELS_CONFIG_MAP
+
+    MODELS_CONFIG_MAP["LlavaForConditionalGeneration"] = _llava_positions_config()  # per-token positions for LLaVA
     from .cpu_runner import enable_mm_pruning_on_cpu
 
-    enable_mm_pruning_on_cpu()  # Qwen-VL (M-RoPE) positions after pruning, on vLLM-CPU
+    enable_mm_pruning_on_cpu()  # positions after pruning (Qwen-VL M-RoPE, LLaVA 1-D), on vLLM-CPU
+
+
+def _llava_positions_config() -> type:
+    from vllm.model_executor.models.config import VerifyAndUpdateConfig
+
+    class LlavaPositionsConfig(VerifyAndUpdateConfig):
+        """Declares a (3-section, all-equal) M-RoPE layout on LLaVA's top-level config while the plugin is on: that is
+        what makes vLLM keep per-token position channels for the model (``integrations/vllm/positions.py``). The
+        language model's rotary embedding is built from ``text_config`` and stays ordinary 1-D RoPE."""
+
+        @staticmethod
+        def verify_and_update_model_config(model_config) -> None:
+            hf = model_config.hf_config
+            tc = hf.get_text_config()
+            half = (getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads) // 2
+            sections = [half - 2 * (half // 3), half // 3, half // 3]
+            hf.rope_parameters = {"rope_type": "default", "mrope_section": sections}
+
+    return LlavaPositionsConfig

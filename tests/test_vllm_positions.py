@@ -1,0 +1,83 @@
+"""The vLLM plugin's LLaVA position bookkeeping (pure tensor code, no vLLM needed): admission positions, kept rows
+placed at their image's dense start plus their index — in one step, in chunks, after a prefix-cache hit."""
+import pytest
+import torch
+
+from tokenprune.integrations.vllm.positions import admission_positions, index_channels, kept_positions, split_index
+
+IMG = 9
+
+
+def prompt(kept: int, images: int = 2) -> list[int]:
+    """BOS, text, image, text, image, text (``kept`` placeholders per image)."""
+    ids = [1, 5, 6]
+    for _ in range(images):
+        ids += [IMG] * kept + [7, 8]
+    return ids
+
+
+def dense_reference(ids: list[int], kept_index: list[list[int]], dense: int) -> list[int]:
+    """Positions the unpruned prompt gives the surviving tokens (built token by token)."""
+    out, pos, img = [], 0, 0
+    i = 0
+    while i < len(ids):
+        if ids[i] == IMG:
+            out += [pos + j for j in kept_index[img]]
+            pos += dense
+            i += len(kept_index[img])
+            img += 1
+        else:
+            out.append(pos)
+            pos += 1
+            i += 1
+    return out
+
+
+def test_index_channels_round_trip_in_bfloat16():
+    index = torch.tensor([0, 1, 127, 128, 300, 575, 2879])
+    rows = torch.cat([torch.randn(7, 4), index_channels(index, torch.float32)], 1).to(torch.bfloat16)
+    emb, back = split_index(rows)
+    assert emb.shape == (7, 4) and back.tolist() == index.tolist()
+
+
+def test_admission_then_kept_rows_give_dense_positions():
+    dense, kept = 12, 4
+    ids = prompt(kept)
+    kept_index = [[0, 3, 7, 11], [2, 5, 6, 9]]
+    pos, delta = admission_positions(len(ids), [(3, kept), (3 + kept + 2, kept)], dense)
+    assert pos.shape == (3, len(ids)) and (pos[0] == pos[1]).all() and (pos[0] == pos[2]).all()
+    assert delta == 2 * (dense - kept)  # the next token sits where it would after the dense prompt
+    out = kept_positions(torch.tensor(ids), IMG, torch.tensor(sum(kept_index, [])), pos, 0, kept, dense)
+    assert out[0].tolist() == dense_reference(ids, kept_index, dense)
+    assert int(out[0, -1]) + 1 - len(ids) == delta
+
+
+def test_chunked_prefill_and_prefix_cache_give_the_same_positions():
+    dense, kept = 12, 4
+    ids = torch.tensor(prompt(kept))
+    kept_index = [[1, 2, 8, 10], [0, 4, 5, 11]]
+    flat = torch.tensor(sum(kept_index, []))
+    pos, _ = admission_positions(len(ids), [(3, kept), (9, kept)], dense)
+    expect = dense_reference(ids.tolist(), kept_index, dense)
+    # chunks of 5 tokens: each call brings the rows of the placeholders inside [computed, computed + 5)
+    cur = pos
+    for start in range(0, len(ids), 5):
+        slots = [i for i in range(start, min(start + 5, len(ids))) if ids[i] == IMG]
+        first = int((ids[:start] == IMG).sum())
+        if slots:
+            cur = kept_positions(ids, IMG, flat[first:first + len(slots)], cur, start, kept, dense)
+    assert cur[0].tolist() == expect
+    # prefix cache covered the first image: only the second image's rows arrive
+    cur = kept_positions(ids, IMG, flat[kept:], pos, 9, kept, dense)
+    assert cur[0, 9:].tolist() == expect[9:]
+
+
+def test_bad_counts_raise():
+    ids = torch.tensor(prompt(4, images=1))
+    pos, _ = admission_positions(len(ids), [(3, 4)], 12)
+    with pytest.raises(RuntimeError, match="multiple"):
+        kept_positions(ids, IMG, torch.arange(4), pos, 0, 3, 12)
+    with pytest.raises(RuntimeError, match="open placeholders"):
+        kept_positions(ids, IMG, torch.arange(5), pos, 0, 4, 12)
+    with pytest.raises(ValueError):
+        admission_positions(len(ids), [(3, 4)], 3)

@@ -1,0 +1,57 @@
+"""Original 1-D positions for LLaVA's kept image tokens under vLLM (no vLLM import; pure tensor bookkeeping).
+
+vLLM numbers a prompt's 1-D positions contiguously, so a pruned image of K placeholders would shift every later
+token by (n − K) and the kept tokens would lose their place in the image. The plugin therefore runs LLaVA on vLLM's
+multi-channel position path (the one M-RoPE models use; all channels equal here): at admission every text token gets
+its dense position and each image's placeholders a provisional run from the image's dense start; once the image's
+rows are chosen, each kept row carries its index in the image and the placeholders it fills get
+``image start + index`` — as tokenprune's Hugging Face path and the unpruned model place them.
+"""
+from __future__ import annotations
+
+import torch
+
+#: the kept token's index travels as two extra channels (index // BASE, index % BASE), exact even in bfloat16
+BASE = 128
+
+
+def index_channels(index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[n, 2]`` columns to append to the kept rows."""
+    return torch.stack([index // BASE, index % BASE], 1).to(dtype)
+
+
+def split_index(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The embedding rows without the two index columns, and the indices."""
+    ch = rows[:, -2:].float().round().long()
+    return rows[:, :-2], ch[:, 0] * BASE + ch[:, 1]
+
+
+def admission_positions(num_tokens: int, images: list[tuple[int, int]], dense_len: int) -> tuple[torch.Tensor, int]:
+    """Positions ``[3, num_tokens]`` of a prompt whose images ``(offset, placeholders)`` each stand for ``dense_len``
+    tokens, and the position delta of the tokens generated after it: text at its dense position, placeholders a
+    provisional run from their image's dense start."""
+    pos = torch.arange(num_tokens)
+    for offset, length in sorted(images):
+        if length > dense_len:
+            raise ValueError(f"tokenprune: an image has {length} placeholders but {dense_len} tokens")
+        pos[offset + length:] += dense_len - length
+    delta = int(pos[-1]) + 1 - num_tokens if num_tokens else 0
+    return pos.expand(3, -1).clone(), delta
+
+
+def kept_positions(input_ids: torch.Tensor, image_token_id: int, index: torch.Tensor, positions: torch.Tensor,
+                   num_computed: int, kept: int, dense_len: int) -> torch.Tensor:
+    """``positions`` with the placeholders filled now (the first ``len(index)`` not yet computed, in order — what vLLM
+    passes under chunked prefill and prefix caching) set to their image's dense start plus the kept token's index."""
+    slots = (input_ids.to(positions.device) == image_token_id).nonzero().squeeze(1)
+    if slots.numel() % kept:
+        raise RuntimeError(f"tokenprune: {slots.numel()} image placeholders is not a multiple of {kept} per image")
+    first = int((slots < num_computed).sum())
+    which = torch.arange(first, first + index.numel(), device=slots.device)
+    if index.numel() and int(which[-1]) >= slots.numel():
+        raise RuntimeError(f"tokenprune: {index.numel()} image rows for {slots.numel() - first} open placeholders")
+    image = which // kept
+    start = slots[image * kept] + image * (dense_len - kept)  # dense position of the image's first token
+    out = positions.clone()
+    out[:, slots[which]] = (start + index.to(slots.device)).to(out.dtype)
+    return out
