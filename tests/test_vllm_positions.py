@@ -81,3 +81,25 @@ def test_bad_counts_raise():
         kept_positions(ids, IMG, torch.arange(5), pos, 0, 4, 12)
     with pytest.raises(ValueError):
         admission_positions(len(ids), [(3, 4)], 3)
+
+
+def test_mrope_admission_positions_keep_text_at_dense_positions():
+    from tokenprune.integrations.vllm.positions import mrope_admission_positions
+
+    # text(2) image 1×2×3 (6 tokens) text(3) image 1×2×2 (4 tokens) text(1)
+    dense, delta = mrope_admission_positions(16, [(2, 6, 1, 2, 3, 1.0), (11, 4, 1, 2, 2, 1.0)])
+    assert dense[:, :2].tolist() == [[0, 1]] * 3
+    assert dense[:, 2:8].tolist() == [[2] * 6, [2, 2, 2, 3, 3, 3], [2, 3, 4, 2, 3, 4]]
+    assert dense[:, 8:11].tolist() == [[5, 6, 7]] * 3  # after an image: its start + max(t, h, w)
+    assert dense[:, 15].tolist() == [10] * 3 and delta == 11 - 16
+    # the same prompt with 3 and 2 placeholders: every text token keeps its dense position, and the delta
+    pruned, pdelta = mrope_admission_positions(11, [(2, 3, 1, 2, 3, 1.0), (8, 2, 1, 2, 2, 1.0)])
+    text_dense = [0, 1, 8, 9, 10, 15]
+    text_pruned = [0, 1, 5, 6, 7, 10]
+    assert pruned[:, text_pruned].tolist() == dense[:, text_dense].tolist()
+    assert 11 + pdelta == 16 + delta  # the first generated token sits where it would after the dense prompt
+    # a video's temporal positions scale with t_factor (Qwen2.5-VL)
+    video, _ = mrope_admission_positions(4, [(0, 4, 2, 1, 2, 2.0)])
+    assert video[0].tolist() == [0, 0, 2, 2]
+    with pytest.raises(ValueError):
+        mrope_admission_positions(10, [(0, 7, 1, 2, 3, 1.0)])

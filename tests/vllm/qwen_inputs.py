@@ -45,9 +45,9 @@ def save_model(family: str, path: Path) -> Path:
     return path
 
 
-def prompts(n: int):
+def prompts(n: int, long: bool = False):
     """(text, PIL image or None) pairs: one image per prompt, sizes that give different token counts, and a
-    text-only prompt."""
+    text-only prompt; ``long``: 32 more words after the image (so that a 32-token prefix-cache block covers it)."""
     import numpy as np
     from PIL import Image
 
@@ -55,6 +55,8 @@ def prompts(n: int):
     for i in range(n):
         size = SIZES[i % len(SIZES)]
         q = QUESTIONS[i % len(QUESTIONS)]
+        if long:
+            q = " ".join(["what is left of the image ."] * 4 + [q])
         if size is None:
             out.append((f"USER : {q} ASSISTANT :", None))
             continue

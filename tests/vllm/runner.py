@@ -1,8 +1,9 @@
 """Offline vLLM generation for the tests, greedy, float32; prints one RESULT line.
 
-    runner.py MODEL_DIR N MAX_TOKENS [shapes|qwen]
+    runner.py MODEL_DIR N MAX_TOKENS [shapes|qwen|qwen_long]
 
-``shapes``: ShapesVQA test questions (LLaVA); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py``.
+``shapes``: ShapesVQA test questions (LLaVA); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py`` (``qwen_long``:
+with 32 more words after the image).
 ``TOKENPRUNE_TEST_CHUNK=N``: chunked prefill, N tokens per step. ``TOKENPRUNE_TEST_TWICE=1``: generate the same
 prompts a second time in the same engine (prefix-cache hits) and report that run as well.
 """
@@ -16,10 +17,11 @@ def main() -> None:
 
     model_dir, n, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     kind = sys.argv[4] if len(sys.argv) > 4 else "shapes"
-    if kind == "qwen":
+    if kind in ("qwen", "qwen_long"):
         from qwen_inputs import prompts
 
-        prompts = [{"prompt": t, **({"multi_modal_data": {"image": img}} if img else {})} for t, img in prompts(n)]
+        prompts = [{"prompt": t, **({"multi_modal_data": {"image": img}} if img else {})}
+                   for t, img in prompts(n, long=kind == "qwen_long")]
         extra = {"limit_mm_per_prompt": {"image": 1, "video": 0}}
     else:
         from tokenprune.shapesvqa import model as M

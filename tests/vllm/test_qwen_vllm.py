@@ -20,14 +20,14 @@ def qwen_dir(request, tmp_path_factory):
     return save_model(request.param, tmp_path_factory.mktemp(request.param))
 
 
-def hf_greedy(model_dir, config, n=4, max_tokens=4):
+def hf_greedy(model_dir, config, n=4, max_tokens=4, long=False):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
     proc = AutoProcessor.from_pretrained(model_dir)
     handle = tp.apply(model, PruneConfig.from_dict(config)) if config else None
     out, logprobs = [], []
-    for text, img in prompts(n):  # one prompt at a time: no padding
+    for text, img in prompts(n, long=long):  # one prompt at a time: no padding
         x = proc(images=[img] if img else None, text=[text], return_tensors="pt")
         g = model.generate(**x, max_new_tokens=max_tokens, do_sample=False, output_scores=True,
                            return_dict_in_generate=True)
@@ -69,6 +69,19 @@ def test_chunked_prefill_keeps_positions(qwen_dir):
     tokens, logprobs = hf_greedy(qwen_dir, CFG)
     assert res["result"]["tokens"] == tokens
     assert torch.allclose(torch.tensor(sum(res["result"]["logprobs"], [])), torch.tensor(sum(logprobs, [])), atol=1e-4)
+
+
+def test_prefix_cache_hits_keep_positions(qwen_dir):
+    """The same prompts twice in one engine: on the second pass the prefix cache holds each whole (pruned) image, so
+    the encoder does not run and the text after the image is placed by the admission positions alone."""
+    res = run_vllm(qwen_dir, CFG, kind="qwen_long", twice=True)
+    assert res["rc"] == 0, res["stderr"]
+    again = res["result"]["again"]
+    assert min(again["cached_tokens"]) >= 32
+    tokens, logprobs = hf_greedy(qwen_dir, CFG, long=True)
+    for run in (res["result"], again):
+        assert run["tokens"] == tokens
+        assert torch.allclose(torch.tensor(sum(run["logprobs"], [])), torch.tensor(sum(logprobs, [])), atol=1e-4)
 
 
 def test_cls_attention_is_refused_at_start_up(qwen_dir):

@@ -55,3 +55,26 @@ def kept_positions(input_ids: torch.Tensor, image_token_id: int, index: torch.Te
     out = positions.clone()
     out[:, slots[which]] = (start + index.to(slots.device)).to(out.dtype)
     return out
+
+
+def mrope_admission_positions(num_tokens: int, items: list[tuple[int, int, int, int, int, float]]
+                              ) -> tuple[torch.Tensor, int]:
+    """M-RoPE positions ``[3, num_tokens]`` of a prompt whose media items ``(offset, placeholders, t, h, w,
+    t_factor)`` may hold fewer placeholders than their grid: text at its dense position (after an item, at the item's
+    start + its span), an item's placeholders at the first grid positions (exact for unpruned media, provisional for
+    pruned images until their rows are chosen), and the delta of the generated tokens."""
+    chunks, st, nxt = [], 0, 0
+    for offset, length, t, h, w, t_factor in sorted(items):
+        text = offset - st
+        chunks.append(torch.arange(text).expand(3, -1) + nxt)
+        grid = torch.stack(torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij"))
+        grid = grid.reshape(3, -1)
+        if t_factor != 1.0:
+            grid[0] = (grid[0] * t_factor).long()
+        if length > grid.shape[1]:
+            raise ValueError(f"tokenprune: a media item has {length} placeholders but {grid.shape[1]} tokens")
+        chunks.append(grid[:, :length] + nxt + text)
+        nxt += text + int(grid.max()) + 1
+        st = offset + length
+    chunks.append(torch.arange(num_tokens - st).expand(3, -1) + nxt)
+    return torch.cat(chunks, 1), nxt + (num_tokens - st) - num_tokens

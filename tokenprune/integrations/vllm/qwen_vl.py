@@ -19,6 +19,7 @@ from vllm.multimodal.processing import PromptReplacement
 
 from ...errors import ConfigError
 from .common import config_from_env, num_kept, select
+from .positions import mrope_admission_positions
 
 
 def media_positions(grid_thw: list[int], merge: int, t_scale: float = 1.0) -> torch.Tensor:
@@ -79,6 +80,15 @@ class _PrunedMedia:
 
     def _tp_video_scale(self, video_input, i: int) -> float:
         return 1.0
+
+    def get_mrope_input_positions(self, input_tokens: list[int], mm_features) -> tuple[torch.Tensor, int]:
+        """vLLM's own version assumes every item fills its whole grid; with K placeholders per image the text after
+        it would be placed wrongly whenever the image's rows never arrive to correct it (a prefix-cache hit)."""
+        if self._tp_config is None:
+            return super().get_mrope_input_positions(input_tokens, mm_features)
+        length = {f.mm_position.offset: f.mm_position.length for f in mm_features}
+        items = [(o, length[o], t, h, w, f) for o, t, h, w, f in self.iter_mm_grid_thw(mm_features)]
+        return mrope_admission_positions(len(input_tokens), items)
 
     def embed_multimodal(self, **kwargs: object):
         if self._tp_config is None:
