@@ -4,10 +4,9 @@ vLLM, bad configs fail at start-up."""
 import pytest
 import torch
 
-import tokenprune as tp
 from tokenprune import PruneConfig
 
-from .conftest import run_vllm
+from .conftest import hf_generate, run_vllm, same_as_hf
 
 pytestmark = pytest.mark.vllm
 
@@ -22,27 +21,9 @@ def hf_greedy(model_dir, config, n=4, max_tokens=4):
 
     model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
     proc = M.make_processor()
-    handle = tp.apply(model, PruneConfig.from_dict(config)) if config else None
-    out, logprobs = [], []
-    for e in examples("test", n):  # one prompt at a time: no padding
-        x = proc(images=[e.image()], text=[M.prompt(proc, e.qa.question)], return_tensors="pt")
-        g = model.generate(**x, max_new_tokens=max_tokens, do_sample=False, output_scores=True,
-                           return_dict_in_generate=True)
-        toks = g.sequences[0, x["input_ids"].shape[1]:].tolist()
-        toks = toks[:toks.index(2) + 1] if 2 in toks else toks  # up to and including EOS, as vLLM reports it
-        out.append(toks)
-        logprobs.append([torch.log_softmax(s[0].float(), -1)[t].item() for t, s in zip(toks, g.scores)])
-    if handle:
-        handle.remove()
-    return out, logprobs
-
-
-def same_as_hf(result: dict, hf: tuple) -> None:
-    """Greedy tokens equal and log-probabilities within 1e-4: a kept token at a wrong position moves them (~1e-2
-    on this model when the shortened prompt is renumbered contiguously)."""
-    tokens, logprobs = hf
-    assert result["tokens"] == tokens
-    assert torch.allclose(torch.tensor(sum(result["logprobs"], [])), torch.tensor(sum(logprobs, [])), atol=1e-4)
+    inputs = [proc(images=[e.image()], text=[M.prompt(proc, e.qa.question)], return_tensors="pt")
+              for e in examples("test", n)]
+    return hf_generate(model, config, inputs, max_tokens)
 
 
 def test_pruned_prompt_tokens_and_same_answers_as_hf(shapes_dirs):

@@ -4,10 +4,7 @@ tokenprune's Hugging Face path — and keep-all equal to stock vLLM."""
 import pytest
 import torch
 
-import tokenprune as tp
-from tokenprune import PruneConfig
-
-from .conftest import run_vllm
+from .conftest import hf_generate, run_vllm, same_as_hf
 from .qwen_inputs import prompts, save_model
 
 pytestmark = pytest.mark.vllm
@@ -25,19 +22,9 @@ def hf_greedy(model_dir, config, n=4, max_tokens=4, long=False):
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
     proc = AutoProcessor.from_pretrained(model_dir)
-    handle = tp.apply(model, PruneConfig.from_dict(config)) if config else None
-    out, logprobs = [], []
-    for text, img in prompts(n, long=long):  # one prompt at a time: no padding
-        x = proc(images=[img] if img else None, text=[text], return_tensors="pt")
-        g = model.generate(**x, max_new_tokens=max_tokens, do_sample=False, output_scores=True,
-                           return_dict_in_generate=True)
-        toks = g.sequences[0, x["input_ids"].shape[1]:].tolist()
-        toks = toks[:toks.index(2) + 1] if 2 in toks else toks  # up to and including EOS, as vLLM reports it
-        out.append(toks)
-        logprobs.append([torch.log_softmax(s[0].float(), -1)[t].item() for t, s in zip(toks, g.scores)])
-    if handle:
-        handle.remove()
-    return out, logprobs
+    inputs = [proc(images=[img] if img else None, text=[text], return_tensors="pt")
+              for text, img in prompts(n, long=long)]
+    return hf_generate(model, config, inputs, max_tokens)
 
 
 def test_pruned_prompt_tokens_and_same_answers_as_hf(qwen_dir):
@@ -47,11 +34,7 @@ def test_pruned_prompt_tokens_and_same_answers_as_hf(qwen_dir):
     # images of 16, 12 and 8 LLM tokens keep half; a text-only prompt passes
     assert [d - p for d, p in zip(dense["result"]["prompt_tokens"], pruned["result"]["prompt_tokens"])] == [8, 6, 0, 4]
     for res, cfg in ((dense, None), (pruned, CFG)):
-        tokens, logprobs = hf_greedy(qwen_dir, cfg)
-        assert res["result"]["tokens"] == tokens
-        # the same log-probabilities: a wrong M-RoPE position after pruning would move them
-        assert torch.allclose(torch.tensor(sum(res["result"]["logprobs"], [])), torch.tensor(sum(logprobs, [])),
-                              atol=1e-4)
+        same_as_hf(res["result"], hf_greedy(qwen_dir, cfg))  # a wrong M-RoPE position would move the log-probs
 
 
 def test_keep_all_equals_stock_vllm(qwen_dir):
@@ -66,9 +49,7 @@ def test_chunked_prefill_keeps_positions(qwen_dir):
     starts, so their M-RoPE positions come from vLLM's recompute — the answers must still equal the HF path's."""
     res = run_vllm(qwen_dir, CFG, kind="qwen", chunk=5)
     assert res["rc"] == 0, res["stderr"]
-    tokens, logprobs = hf_greedy(qwen_dir, CFG)
-    assert res["result"]["tokens"] == tokens
-    assert torch.allclose(torch.tensor(sum(res["result"]["logprobs"], [])), torch.tensor(sum(logprobs, [])), atol=1e-4)
+    same_as_hf(res["result"], hf_greedy(qwen_dir, CFG))
 
 
 def test_prefix_cache_hits_keep_positions(qwen_dir):
@@ -78,10 +59,9 @@ def test_prefix_cache_hits_keep_positions(qwen_dir):
     assert res["rc"] == 0, res["stderr"]
     again = res["result"]["again"]
     assert min(again["cached_tokens"]) >= 32
-    tokens, logprobs = hf_greedy(qwen_dir, CFG, long=True)
+    hf = hf_greedy(qwen_dir, CFG, long=True)
     for run in (res["result"], again):
-        assert run["tokens"] == tokens
-        assert torch.allclose(torch.tensor(sum(run["logprobs"], [])), torch.tensor(sum(logprobs, [])), atol=1e-4)
+        same_as_hf(run, hf)
 
 
 def test_cls_attention_is_refused_at_start_up(qwen_dir):
