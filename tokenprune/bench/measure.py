@@ -13,7 +13,7 @@ from ..adapters import get_adapter
 from ..api import pruned
 from ..config import PruneConfig
 from ..flops import prefill_flops
-from ..timing import CpuPeak
+from ..timing import CpuPeak, median_ms
 from ..runtime import engine
 
 
@@ -158,13 +158,5 @@ def time_lm(model: torch.nn.Module, batch: int, n: int, repeats: int = 3) -> flo
     g = torch.Generator(device=p.device).manual_seed(0)
     embeds = torch.randn(batch, n, ad.text_config.hidden_size, generator=g, device=p.device, dtype=p.dtype)
     mask = torch.ones(batch, n, dtype=torch.long, device=p.device)
-    times = []
     with torch.no_grad():
-        for i in range(repeats + 1):  # the first is a warm-up
-            _sync(p.device)
-            t = time.perf_counter()
-            ad.lm(inputs_embeds=embeds, attention_mask=mask, use_cache=True)
-            _sync(p.device)
-            if i:
-                times.append((time.perf_counter() - t) * 1e3)
-    return statistics.median(times)
+        return median_ms(lambda: ad.lm(inputs_embeds=embeds, attention_mask=mask, use_cache=True), repeats)

@@ -1,6 +1,6 @@
-"""vLLM-CPU's model runner loads models without turning on the multimodal-pruning plumbing that the GPU runner
-turns on after loading (``is_multimodal_pruning_enabled``, which routes image embeddings through the model's
-``recompute_mrope_positions``). This backports that one step to the CPU runner, for models that ask for it."""
+"""vLLM's multimodal-pruning plumbing (``is_multimodal_pruning_enabled``, which routes image embeddings through the
+model's ``recompute_mrope_positions``): what a pruning model sets to ask for it, and the one step vLLM-CPU's model
+runner lacks — the GPU runner turns the plumbing on after loading, the CPU runner does not; this backports it."""
 from __future__ import annotations
 
 _PATCHED = "_tokenprune_mm_pruning"
@@ -31,3 +31,12 @@ def enable_mm_pruning_on_cpu() -> None:
 
     setattr(load_model, _PATCHED, True)
     CPUModelRunner.load_model = load_model
+
+
+def request_pruning_plumbing(model, vllm_config) -> None:
+    """Asks vLLM to route a pruning model's media rows through its ``recompute_mrope_positions``: the model says it
+    prunes, and so does this engine's multimodal config — which vLLM's runner otherwise reports only for
+    ``video_pruning_rate > 0`` (patched on this config object alone)."""
+    model.is_multimodal_pruning_enabled = True
+    mm = vllm_config.model_config.multimodal_config
+    object.__setattr__(mm, "is_multimodal_pruning_enabled", lambda: True)

@@ -22,6 +22,7 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 from ...errors import ConfigError
 from ...scoring.vision import cls_row_attention
 from .common import config_from_env, num_kept, select
+from .cpu_runner import request_pruning_plumbing
 from .positions import admission_positions, index_channels, kept_positions, split_index
 
 
@@ -53,11 +54,7 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
         self._tp_dense = dense_image_tokens(self.config)
         self._tp_kept = num_kept(self._tp_dense, self._tp_config) if self._tp_config is not None else self._tp_dense
         if self._tp_config is not None:
-            self.is_multimodal_pruning_enabled = True
-            # vLLM's runner routes image rows through recompute_mrope_positions only when the multimodal config
-            # says pruning is on (otherwise only for video_pruning_rate > 0): say so for this engine alone
-            mm = vllm_config.model_config.multimodal_config
-            object.__setattr__(mm, "is_multimodal_pruning_enabled", lambda: True)
+            request_pruning_plumbing(self, vllm_config)
         if self._tp_config is not None and self._tp_config.stages[0].scorer == "cls_attention":
             self._hook_cls_attention()
 

@@ -27,16 +27,12 @@ def split_index(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def admission_positions(num_tokens: int, images: list[tuple[int, int]], dense_len: int) -> tuple[torch.Tensor, int]:
-    """Positions ``[3, num_tokens]`` of a prompt whose images ``(offset, placeholders)`` each stand for ``dense_len``
-    tokens, and the position delta of the tokens generated after it: text at its dense position, placeholders a
-    provisional run from their image's dense start."""
-    pos = torch.arange(num_tokens)
-    for offset, length in sorted(images):
-        if length > dense_len:
-            raise ValueError(f"tokenprune: an image has {length} placeholders but {dense_len} tokens")
-        pos[offset + length:] += dense_len - length
-    delta = int(pos[-1]) + 1 - num_tokens if num_tokens else 0
-    return pos.expand(3, -1).clone(), delta
+    """Positions ``[3, num_tokens]`` (all channels equal) of a prompt whose images ``(offset, placeholders)`` each
+    stand for ``dense_len`` tokens, and the position delta of the tokens generated after it: text at its dense
+    position, placeholders a provisional run from their image's dense start — ``mrope_admission_positions`` with
+    each image a ``dense_len × 1 × 1`` run."""
+    pos, delta = mrope_admission_positions(num_tokens, [(o, n, dense_len, 1, 1, 1.0) for o, n in images])
+    return pos[0].expand(3, -1).clone(), delta
 
 
 def kept_positions(input_ids: torch.Tensor, image_token_id: int, index: torch.Tensor, positions: torch.Tensor,

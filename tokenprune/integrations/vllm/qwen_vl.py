@@ -19,6 +19,7 @@ from vllm.multimodal.processing import PromptReplacement
 
 from ...errors import ConfigError
 from .common import config_from_env, num_kept, select
+from .cpu_runner import request_pruning_plumbing
 from .positions import mrope_admission_positions
 
 
@@ -72,11 +73,7 @@ class _PrunedMedia:
         if self._tp_config.stages[0].scorer == "cls_attention":
             raise ConfigError("vLLM plugin: the cls_attention scorer runs on vLLM's LLaVA only; for Qwen-VL use "
                               "norm, uniform, random or entropy")
-        self.is_multimodal_pruning_enabled = True
-        # vLLM's model runner turns its pruning plumbing (recompute_mrope_positions) on only when the multimodal
-        # config says so, which today means video_pruning_rate > 0; say so for this engine's config alone.
-        mm = vllm_config.model_config.multimodal_config
-        object.__setattr__(mm, "is_multimodal_pruning_enabled", lambda: True)
+        request_pruning_plumbing(self, vllm_config)
 
     def _tp_video_scale(self, video_input, i: int) -> float:
         return 1.0
