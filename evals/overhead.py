@@ -16,7 +16,7 @@ import torch
 import tokenprune as tp
 import tokenprune.runtime.engine as engine
 from tokenprune import PruneConfig, Stage
-from tokenprune.demo import build_demo_model
+from tokenprune.apps.demo import build_demo_model
 
 
 def main() -> None:

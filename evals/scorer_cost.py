@@ -42,7 +42,7 @@ def run(tokens: list[int], dim: int, keep: float, repeats: int) -> list[dict]:
             def once() -> None:
                 view = make_view(v, dim, k)
                 s = SCORERS.get(scorer)(view)[0]
-                feats = view.features[0] if getattr(SELECTORS.get(selector), "uses_features", False) else None
+                feats = view.features[0] if SELECTORS.get(selector).needs_features else None
                 SELECTORS.get(selector)(s, feats, k)
             once()
             base = []

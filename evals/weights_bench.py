@@ -22,7 +22,7 @@ from tokenprune.results import write_json
 def build(hidden: int, layers: int, seed: int = 0):
     import transformers as tf
 
-    from tokenprune.models.tiny import IMAGE, PAD, text_kwargs
+    from tokenprune.testing.tiny import IMAGE, PAD, text_kwargs
 
     clip = tf.CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=2,
                                image_size=336, patch_size=14)
@@ -33,7 +33,7 @@ def build(hidden: int, layers: int, seed: int = 0):
 
 
 def inputs(seed: int = 0, text: int = 48):
-    from tokenprune.models.tiny import IMAGE
+    from tokenprune.testing.tiny import IMAGE
 
     g = torch.Generator().manual_seed(seed)
     ids = [1] + [IMAGE] * 576 + torch.randint(3, 140, (text,), generator=g).tolist()

@@ -14,7 +14,7 @@ import time
 
 import torch
 
-from tokenprune.quality import accuracy, prepare
+from tokenprune.apps.quality import accuracy, prepare
 from tokenprune.shapesvqa import model as M
 from tokenprune.weights import WeightSpec, prune
 from tokenprune.weights.pipeline import calibration_batches

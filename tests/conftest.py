@@ -3,7 +3,7 @@ import functools
 import pytest
 import torch
 
-from tokenprune.models.tiny import FAMILIES, Item, make_inputs, make_model
+from tokenprune.testing.tiny import FAMILIES, Item, make_inputs, make_model
 
 torch.set_grad_enabled(False)
 

@@ -3,7 +3,7 @@ import subprocess
 import sys
 
 from tokenprune.cli import main
-from tokenprune.demo import run_demo
+from tokenprune.apps.demo import run_demo
 
 
 def test_info_lists_adapters_and_presets(capsys):

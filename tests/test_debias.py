@@ -79,7 +79,7 @@ def test_calibrated_mode(tmp_path):
     bad.write_text("{}")
     with pytest.raises(ConfigError, match="cannot read a position-trend file"):
         Stage(2, scorer="debiased_attention", mode="calibrated", calibration=str(bad))
-    with pytest.raises(ConfigError, match="unknown importance source"):
+    with pytest.raises(ConfigError, match="Stage.base: got .*; allowed: one of"):
         Stage(2, scorer="debiased_attention", base="norm")
     model = tiny("llava")
     trend = fit_position_trend(model, [batch("llava", model, seed=s) for s in range(3)], layer=2)
@@ -100,7 +100,7 @@ def test_calibrate_cli_on_a_saved_model(tmp_path):
     from PIL import Image
 
     from tokenprune.cli import main
-    from tokenprune.models.tiny import make_llava_processor, make_model
+    from tokenprune.testing.tiny import make_llava_processor, make_model
 
     model_dir, img_dir = tmp_path / "model", tmp_path / "imgs"
     make_model("llava").save_pretrained(model_dir)

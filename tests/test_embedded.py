@@ -4,7 +4,7 @@ import json
 import pytest
 import torch
 
-from tokenprune.demo import has_embedded, run_embedded_demo
+from tokenprune.apps.demo import has_embedded, run_embedded_demo
 from tokenprune.shapesvqa import model as M
 from tokenprune.shapesvqa.data import examples
 

@@ -86,7 +86,7 @@ def test_auto_stage_finds_the_entropy_collapse_layer():
 
 
 def test_auto_needs_three_layers():
-    from tokenprune.models.tiny import make_model
+    from tokenprune.testing.tiny import make_model
 
     model = make_model("llava", layers=2)
     with pytest.raises(ConfigError, match="at least 3 layers"):

@@ -4,7 +4,7 @@ import torch
 
 import tokenprune as tp
 from tokenprune import PruneConfig, Stage
-from tokenprune.models.tiny import Item, make_inputs, make_model
+from tokenprune.testing.tiny import Item, make_inputs, make_model
 
 from .conftest import GEN, batch, tiny
 from .reference import capture_lm_inputs, reference_row_logits

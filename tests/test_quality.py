@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tokenprune.cli import main
-from tokenprune.quality import Sweep, preset_config, run_sweep
+from tokenprune.apps.quality import Sweep, preset_config, run_sweep
 from tokenprune.shapesvqa import model as M
 
 

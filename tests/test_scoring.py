@@ -5,6 +5,7 @@ import torch
 import tokenprune as tp
 from tokenprune import PruneConfig, Stage
 from tokenprune.registry import SCORERS
+from tokenprune.scoring.attention import QUERY_OPTION
 from tokenprune.runtime.compact import compaction_index, gather_tokens, inverse_index, is_left_padded
 from tokenprune.scoring.view import TokenView
 from tokenprune.selection import topk
@@ -14,7 +15,7 @@ from .conftest import batch, tiny
 CAPTURED = {}
 
 
-@SCORERS.register("_capture_attention")
+@SCORERS.register("_capture_attention", options=[QUERY_OPTION], captures={"lm_attention"})
 def _capture(view: TokenView, *, query: str = "last") -> torch.Tensor:
     s = view.attention(query)
     CAPTURED["scores"], CAPTURED["view"] = s, view

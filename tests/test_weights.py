@@ -9,7 +9,7 @@ from transformers import AutoModelForImageTextToText, DynamicCache
 import tokenprune as tp
 from tokenprune import PruneConfig, Stage
 from tokenprune.errors import ConfigError, InputError, UnsupportedModelError
-from tokenprune.models.tiny import Item, make_inputs, make_model
+from tokenprune.testing.tiny import Item, make_inputs, make_model
 from tokenprune.weights import WeightSpec, backbone, export, load_pruned, prune
 from tokenprune.weights.pipeline import run_pipeline
 

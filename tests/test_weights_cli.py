@@ -5,7 +5,7 @@ import pytest
 from transformers import AutoModelForImageTextToText
 
 from tokenprune.cli import main
-from tokenprune.models.tiny import make_llava_processor, make_model
+from tokenprune.testing.tiny import make_llava_processor, make_model
 
 
 @pytest.fixture(scope="module")

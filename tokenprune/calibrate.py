@@ -8,14 +8,15 @@ import torch
 
 from .api import pruned
 from .config import PruneConfig, Stage
+from .errors import InputError
 from .registry import SCORERS
+from .scoring.attention import QUERY_OPTION
 from .scoring.debias import robust_line
 from .scoring.view import TokenView
 
 _RECORD: list[tuple[torch.Tensor, torch.Tensor]] = []
 
 
-@SCORERS.register("_trend_probe")
 def _trend_probe(view: TokenView, *, query: str = "last") -> torch.Tensor:
     """Records (position in image, centred log attention) per image; internal to calibration."""
     a = view.attention(query).float().clamp(min=1e-12).log()
@@ -32,12 +33,14 @@ def fit_position_trend(model: torch.nn.Module, batches: Iterable[dict[str, Any]]
     Returns ``{"slope": β, "layer", "query", "model_type", "images"}`` for :func:`save_calibration`.
     """
     _RECORD.clear()
-    with pruned(model, PruneConfig([Stage(layer, keep=1, scorer="_trend_probe", query=query)])):
+    probe = SCORERS.temporary("_trend_probe", _trend_probe, options=[QUERY_OPTION], captures={"lm_attention"},
+                              query_dependent=True)
+    with probe, pruned(model, PruneConfig([Stage(layer, keep=1, scorer="_trend_probe", query=query)])):
         with torch.no_grad():
             for inputs in batches:
                 model(**inputs)
     if not _RECORD:
-        raise ValueError("calibration batches contained no images")
+        raise InputError("batches: the calibration batches contained no images")
     t = torch.cat([r[0] for r in _RECORD])
     y = torch.cat([r[1] for r in _RECORD])
     _, slope = robust_line(t, y)
@@ -72,8 +75,8 @@ def load_images(source: str, count: int, seed: int = 0) -> list[Any]:
         g = torch.Generator().manual_seed(seed)
         return [Image.fromarray((torch.rand(336, 336, 3, generator=g) * 255).byte().numpy()) for _ in range(count)]
     if not os.path.isdir(source):
-        raise FileNotFoundError(f"--images: {source!r} is not a folder (or 'synthetic')")
+        raise InputError(f"source: {source!r} is not a folder (or 'synthetic')")
     names = sorted(f for f in os.listdir(source) if f.lower().endswith((".png", ".jpg", ".jpeg", ".webp")))
     if not names:
-        raise FileNotFoundError(f"--images: no .png/.jpg/.jpeg/.webp files in {source!r}")
+        raise InputError(f"source: no .png/.jpg/.jpeg/.webp files in {source!r}")
     return [Image.open(os.path.join(source, f)).convert("RGB") for f in names[:count]]

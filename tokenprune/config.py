@@ -1,21 +1,15 @@
 """Pruning configuration: :class:`Stage` and :class:`PruneConfig`, validated on construction."""
 from __future__ import annotations
 
-import inspect
 import json
 from typing import Any, Iterable, Sequence
 
 from .errors import ConfigError
+from .presets import preset_stages
 from .registry import REDUCERS, SCORERS, SELECTORS
 
 PRE_LLM = "pre_llm"
 AUTO = "auto"
-
-
-def _keyword_options(fn: Any) -> list[str]:
-    """Keyword-only parameters of a scorer/selector/reducer: the options a Stage may set for it."""
-    params = inspect.signature(fn).parameters
-    return [p for p in params if params[p].kind == inspect.Parameter.KEYWORD_ONLY]
 
 
 class Stage:
@@ -25,6 +19,8 @@ class Stage:
     (layers ``>= K`` see only the kept tokens).
     ``keep``: an ``int`` number of visual tokens kept *per image* or a ``float`` fraction in ``(0, 1]`` of each
     image's original visual tokens.
+    ``clip``: an int ``keep`` above what an item has at this stage keeps all of it instead of raising (presets
+    scaled from one budget set it on their earlier stages).
     Extra keyword arguments are options of the scorer, selector or reducer (each option goes to the one whose
     keyword-only parameters name it), e.g. ``query="text"`` for ``attention`` or ``lam=0.5`` for ``mmr``.
     """
@@ -36,9 +32,11 @@ class Stage:
         scorer: str = "attention",
         selector: str = "topk",
         reducer: str = "drop",
+        clip: bool = False,
         **options: Any,
     ) -> None:
         self.at = at
+        self.clip = clip
         self.keep = keep
         self.scorer = scorer
         self.selector = selector
@@ -59,38 +57,58 @@ class Stage:
             raise ConfigError(f"Stage.keep: got {keep}; an int keep must be >= 1 (tokens per image)")
         if isinstance(keep, float) and not (0.0 < keep <= 1.0):
             raise ConfigError(f"Stage.keep: got {keep}; a fractional keep must be in (0, 1]")
+        if not isinstance(self.clip, bool):
+            raise ConfigError(f"Stage.clip: got {self.clip!r}; allowed: True or False")
         parts = {"scorer": SCORERS.get(self.scorer, "Stage.scorer"),
                  "selector": SELECTORS.get(self.selector, "Stage.selector"),
                  "reducer": REDUCERS.get(self.reducer, "Stage.reducer")}
         routed: dict[str, dict[str, Any]] = {k: {} for k in parts}
         for key, value in self.options.items():
-            owners = [k for k, fn in parts.items() if key in _keyword_options(fn)]
+            owners = [k for k, spec in parts.items() if key in spec.option_names]
             if not owners:
-                allowed = {f"{k} {getattr(self, k)!r}": _keyword_options(fn) or "none" for k, fn in parts.items()}
+                allowed = {f"{k} {getattr(self, k)!r}": sorted(spec.option_names) or "none"
+                           for k, spec in parts.items()}
                 raise ConfigError(f"Stage.{key}: not an option of this stage; allowed: {allowed}")
             for owner in owners:  # an option may be shared, e.g. ``contextual`` by the visionzip selector and merge
                 routed[owner][key] = value
-        for kind, fn in parts.items():
-            check = getattr(fn, "check_options", None)
-            if check is not None:
-                check(**routed[kind])
+        where = "pre_llm" if at == PRE_LLM else "llm"
+        for kind, spec in parts.items():
+            spec.check(routed[kind])
+            if where not in spec.where:
+                raise ConfigError(f"Stage.at: {kind} {spec.name!r} cannot run at {at!r}; allowed: "
+                                  f"{', '.join(sorted(spec.where))}")
+        self.specs = parts
         self.scorer_kwargs, self.selector_kwargs, self.reducer_kwargs = (
             routed["scorer"], routed["selector"], routed["reducer"])
+
+    def captures(self) -> set[str]:
+        """What the runtime must capture for this stage (from the specs of its scorer, selector and reducer)."""
+        return set().union(*(spec.captures_for(getattr(self, f"{k}_kwargs")) for k, spec in self.specs.items()))
+
+    def query_dependent(self) -> bool:
+        """Whether this stage reads the text of the prompt."""
+        return any(spec.is_query_dependent(getattr(self, f"{k}_kwargs")) for k, spec in self.specs.items())
 
     @property
     def layer(self) -> int | None:
         """The LM layer index of an in-LLM stage, ``None`` for ``pre_llm`` and (until resolved) ``auto``."""
         return None if self.at in (PRE_LLM, AUTO) else int(self.at)
 
-    def budget(self, n_tokens: int) -> int:
-        """Tokens kept for an image that had ``n_tokens`` visual tokens originally."""
+    def budget(self, n_tokens: int, available: int | None = None) -> int:
+        """Tokens kept for an item that had ``n_tokens`` visual tokens originally and has ``available`` now
+        (``clip`` caps an int budget at ``available``)."""
         if isinstance(self.keep, float):
             return max(1, min(n_tokens, round(self.keep * n_tokens)))
+        if self.clip:
+            return min(int(self.keep), n_tokens if available is None else available)
         return int(self.keep)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": self.at, "keep": self.keep, "scorer": self.scorer, "selector": self.selector,
-                "reducer": self.reducer, **self.options}
+        d = {"at": self.at, "keep": self.keep, "scorer": self.scorer, "selector": self.selector,
+             "reducer": self.reducer, **self.options}
+        if self.clip:
+            d["clip"] = True
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "Stage":
@@ -130,7 +148,7 @@ class PruneConfig:
             raise ConfigError(f"PruneConfig.stages: stages must be ordered pre_llm first, then strictly increasing "
                               f"layers; got at={[s.at for s in self.stages]}")
         for a, b in zip(self.stages, self.stages[1:]):
-            if type(a.keep) is type(b.keep) and b.keep > a.keep:
+            if type(a.keep) is type(b.keep) and b.keep > a.keep and not a.clip:
                 raise ConfigError(f"PruneConfig.stages: keep must not grow from one stage to the next "
                                   f"({a.keep} at {a.at!r} -> {b.keep} at {b.at!r})")
 
@@ -145,11 +163,11 @@ class PruneConfig:
 
     @classmethod
     def from_preset(cls, name: str, num_layers: int | None = None, **overrides: Any) -> "PruneConfig":
-        """A named preset (see ``tokenprune.presets``) with overrides such as ``keep=64`` or ``layer=3``;
-        depth-relative presets (``pyramiddrop``) place their stages for ``num_layers`` (default 32)."""
-        from .presets import build_preset
-
-        return build_preset(name, num_layers=num_layers, **overrides)
+        """A named preset (see ``tokenprune.presets``) with overrides such as ``keep=64``, ``keep=[288, 144, 64]``
+        or ``layer=3``; depth-relative presets (``pyramiddrop``) place their stages for ``num_layers`` (default 32)
+        and scale their whole schedule from ``keep`` (the last stage keeps ``keep``)."""
+        stages, seed = preset_stages(name, num_layers=num_layers, **overrides)
+        return cls(stages=stages, seed=seed, name=name)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"stages": [s.to_dict() for s in self.stages], "seed": self.seed}

@@ -1,66 +1,122 @@
-"""Named presets. Each builds its stages for a language model of ``num_layers`` layers (default 32)."""
+"""Named presets: each owns its stage schedule and scales it from one ``keep``.
+
+A preset is a function of the LM depth returning stage dicts (``at``, ``keep``, scorer, selector, reducer, options).
+:func:`preset_stages` places and scales them; :meth:`tokenprune.PruneConfig.from_preset` and ``apply(model, name,
+keep=...)`` are the one way to build them (the eval harness, the benchmark and the vLLM plugin all go through it).
+This module imports no other part of the package but the errors (no import cycle with ``config``).
+"""
 from __future__ import annotations
 
-from typing import Any, Callable
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
-from .config import PRE_LLM, PruneConfig
 from .errors import ConfigError
 
-Stages = Callable[[int], list[dict[str, Any]]]
+PRE_LLM = "pre_llm"
 
-PRESETS: dict[str, tuple[str, Stages]] = {
-    "fastv": ("FastV (Chen et al., ECCV 2024): prune at LM layer 2 by layer 1's last-token attention, keep 25%",
-              lambda n: [dict(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")]),
-    "debiased-fastv": ("FastV with Attention Debiasing: position trend fitted and divided out per image, padding "
-                       "and sink tokens excluded, layer 2, keep 25%",
-                       lambda n: [dict(at=2, keep=0.25, scorer="debiased_attention", selector="topk", reducer="drop")]),
-    "pyramiddrop": ("PyramidDrop (Xing et al., CVPR 2025): attention-ranked drops at 1/4, 1/2, 3/4 of the depth "
-                    "keeping 50%, 25%, 12.5%",
-                    lambda n: [dict(at=max(1, n // 4), keep=0.5, scorer="attention"),
-                               dict(at=n // 2, keep=0.25, scorer="attention"),
-                               dict(at=3 * n // 4, keep=0.125, scorer="attention")]),
-    "agile": ("AgilePruner-like: per image, MMR between layer-2 attention and diversity with lambda set by the "
-              "features' effective rank, keep 25%",
-              lambda n: [dict(at=2, keep=0.25, scorer="attention", selector="adaptive", reducer="drop")]),
-    "divprune": ("DivPrune (Alvar et al., CVPR 2025): max-min diversity on projector features before the LM, keep 25%",
-                 lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin", reducer="drop")]),
-    "idpruner": ("IDPruner-style MMR: 0.5 x importance (layer-0 text->visual attention) - 0.5 x redundancy, "
-                 "pre-LLM, keep 25%",
-                 lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="drop", lam=0.5)]),
-    "visionzip": ("VisionZip (Yang et al., CVPR 2025): 54 dominant tokens by vision-tower attention + 10 contextual "
-                  "tokens (the rest averaged into evenly spread centres), pre-LLM, 64 per image",
-                  lambda n: [dict(at=PRE_LLM, keep=64, scorer="cls_attention", selector="visionzip", reducer="merge",
-                                  contextual=10)]),
-    "entropyprune": ("EntropyPrune-style: at the Entropy Collapse Layer (found by a dense pass on the first call), keep "
-                     "the tokens whose removal loses most matrix entropy, keep 25%",
-                     lambda n: [dict(at="auto", keep=0.25, scorer="entropy", selector="topk", reducer="drop")]),
-    "random": ("Seeded random visual tokens before the LM, keep 25% (a baseline)",
-               lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")]),
-    "uniform": ("Evenly strided visual tokens before the LM, keep 25% (a spatial baseline)",
-                lambda n: [dict(at=PRE_LLM, keep=0.25, scorer="uniform", selector="topk", reducer="drop")]),
-}
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    description: str
+    schedule: Callable[[int], list[dict[str, Any]]]  # LM depth -> stage dicts
+
+    def stages(self, num_layers: int = 32) -> list[dict[str, Any]]:
+        return [dict(s) for s in self.schedule(num_layers)]
+
+
+def _one(**stage: Any) -> Callable[[int], list[dict[str, Any]]]:
+    return lambda n: [dict(stage)]
+
+
+_LIST = [
+    Preset("fastv", "FastV (Chen et al., ECCV 2024): prune at LM layer 2 by layer 1's last-token attention, keep 25%",
+           _one(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")),
+    Preset("debiased-fastv", "FastV with Attention Debiasing: position trend fitted and divided out per image, "
+           "padding and sink tokens excluded, layer 2, keep 25%",
+           _one(at=2, keep=0.25, scorer="debiased_attention", selector="topk", reducer="drop")),
+    Preset("pyramiddrop", "PyramidDrop (Xing et al., CVPR 2025): attention-ranked drops at 1/4, 1/2, 3/4 of the depth "
+           "keeping 50%, 25%, 12.5%",
+           lambda n: [dict(at=max(1, n // 4), keep=0.5, scorer="attention"),
+                      dict(at=n // 2, keep=0.25, scorer="attention"),
+                      dict(at=3 * n // 4, keep=0.125, scorer="attention")]),
+    Preset("agile", "AgilePruner-like: per image, MMR between layer-2 attention and diversity with lambda set by the "
+           "features' effective rank, keep 25%",
+           _one(at=2, keep=0.25, scorer="attention", selector="adaptive", reducer="drop")),
+    Preset("divprune", "DivPrune (Alvar et al., CVPR 2025): max-min diversity on projector features before the LM, "
+           "keep 25%", _one(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin", reducer="drop")),
+    Preset("idpruner", "IDPruner-style MMR: 0.5 x importance (layer-0 text->visual attention) - 0.5 x redundancy, "
+           "pre-LLM, keep 25%", _one(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="drop",
+                                     lam=0.5)),
+    Preset("visionzip", "VisionZip (Yang et al., CVPR 2025): 54 dominant tokens by vision-tower attention + 10 "
+           "contextual tokens (the rest averaged into evenly spread centres), pre-LLM, 64 per image",
+           _one(at=PRE_LLM, keep=64, scorer="cls_attention", selector="visionzip", reducer="merge", contextual=10)),
+    Preset("entropyprune", "EntropyPrune-style: at the Entropy Collapse Layer (found by a dense pass on the first "
+           "call), keep the tokens whose removal loses most matrix entropy, keep 25%",
+           _one(at="auto", keep=0.25, scorer="entropy", selector="topk", reducer="drop")),
+    Preset("random", "Seeded random visual tokens before the LM, keep 25% (a baseline)",
+           _one(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")),
+    Preset("uniform", "Evenly strided visual tokens before the LM, keep 25% (a spatial baseline)",
+           _one(at=PRE_LLM, keep=0.25, scorer="uniform", selector="topk", reducer="drop")),
+]
+PRESETS: dict[str, Preset] = {p.name: p for p in _LIST}
 
 
 def preset_names() -> list[str]:
     return sorted(PRESETS)
 
 
-def build_preset(name: str, num_layers: int | None = None, **overrides: Any) -> PruneConfig:
-    """Builds preset ``name`` for an LM of ``num_layers`` layers (``apply()`` passes the model's; default 32).
+def _fraction(keep: Any) -> float | None:
+    return float(keep) if isinstance(keep, float) else None
 
-    Overrides patch every stage of a single-stage preset: ``keep``, ``layer`` (alias of ``at``), scorer options...;
-    ``seed`` sets the config seed. Multi-stage presets accept only ``seed``.
+
+def scale(stages: list[dict[str, Any]], keep: int | float | Sequence[int | float]) -> list[dict[str, Any]]:
+    """Sets each stage's budget from one ``keep`` (the last stage's), keeping the schedule's ratios.
+
+    ``keep`` a float: every fractional stage keeps ``keep · r_i / r_last``. ``keep`` an int: stage ``i`` keeps
+    ``round(keep · r_i / r_last)`` tokens; earlier stages get ``clip=True`` so that on an item with fewer tokens than
+    that they keep what it has (the last stage keeps exactly ``keep`` or raises). ``keep`` a list: one budget per
+    stage, as given.
+    """
+    if isinstance(keep, (list, tuple)):
+        if len(keep) != len(stages):
+            raise ConfigError(f"keep: got {len(keep)} budgets {list(keep)} for a schedule of {len(stages)} stages; "
+                              f"give one per stage")
+        return [dict(s, keep=k) for s, k in zip(stages, keep)]
+    if len(stages) == 1:
+        return [dict(stages[0], keep=keep)]
+    ratios = [_fraction(s["keep"]) for s in stages]
+    if any(r is None for r in ratios):
+        raise ConfigError("keep: this preset's schedule has absolute budgets; give one per stage (keep=[...])")
+    out = []
+    for i, (s, r) in enumerate(zip(stages, ratios)):
+        last = i == len(stages) - 1
+        if isinstance(keep, float):
+            out.append(dict(s, keep=keep if last else min(1.0, keep * r / ratios[-1])))
+        elif isinstance(keep, int) and not isinstance(keep, bool):
+            out.append(dict(s, keep=keep) if last else dict(s, keep=round(keep * r / ratios[-1]), clip=True))
+        else:
+            raise ConfigError(f"keep: got {keep!r}; allowed: an int, a float in (0, 1] or a list of per-stage budgets")
+    return out
+
+
+def preset_stages(name: str, num_layers: int | None = None, **overrides: Any) -> tuple[list[dict[str, Any]], int]:
+    """Stage dicts and seed of preset ``name`` for an LM of ``num_layers`` layers (default 32).
+
+    ``keep`` scales the schedule (:func:`scale`); ``layer`` (alias ``at``) moves a single in-LLM stage; ``seed`` sets
+    the config seed; any other override is a method option applied to every stage (validated by ``Stage``).
     """
     if name not in PRESETS:
         raise ConfigError(f"preset: unknown preset {name!r}; allowed: {', '.join(preset_names())}")
-    stages = PRESETS[name][1](num_layers or 32)
+    stages = PRESETS[name].stages(num_layers or 32)
     seed = overrides.pop("seed", 0)
     if "layer" in overrides:
         if "at" in overrides:
             raise ConfigError("preset overrides: give 'layer' or 'at', not both")
         overrides["at"] = overrides.pop("layer")
-    if overrides:
-        if len(stages) != 1:
-            raise ConfigError(f"preset {name!r} has {len(stages)} stages; override them with an explicit PruneConfig")
-        stages[0].update(overrides)
-    return PruneConfig(stages=stages, seed=seed, name=name)
+    if "at" in overrides and len(stages) != 1:
+        raise ConfigError(f"at: preset {name!r} places {len(stages)} stages by depth; give an explicit PruneConfig "
+                          f"to move them")
+    if "keep" in overrides:
+        stages = scale(stages, overrides.pop("keep"))
+    return [dict(s, **overrides) for s in stages], seed

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 
 from .registry import REDUCERS
+from .selection import CONTEXTUAL
 
 
 @REDUCERS.register("drop")
@@ -15,7 +16,7 @@ def drop(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor,
     return hidden[keep_idx]
 
 
-@REDUCERS.register("merge")
+@REDUCERS.register("merge", options=[CONTEXTUAL])
 def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor, *,
           contextual: int = 0) -> torch.Tensor:
     """Each pruned token joins its most similar kept token (cosine); a kept token becomes the weighted mean of its
@@ -40,5 +41,3 @@ def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor
     den = w[keep_idx].index_add(0, target, w[pruned_idx])
     return (num / den[:, None]).to(hidden.dtype)
 
-
-merge.needs_scores = True  # type: ignore[attr-defined]

@@ -1,6 +1,7 @@
 """Selectors: ``select(scores[V], features[V, D] | None, k, **options) -> LongTensor[k]`` sorted ascending.
 
-Selectors that need features set ``uses_features = True``; the runtime then passes the stage's visual features.
+A selector whose spec sets ``needs_features`` receives the stage's visual features; one with a ``batched`` form is
+run once for every item of a batch.
 """
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import torch
 
 from .errors import ConfigError
-from .registry import SELECTORS
+from .registry import SELECTORS, Option
 
 
 @SELECTORS.register("topk")
@@ -56,7 +57,16 @@ def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tenso
     return [p[j, :ks[j]].sort().values for j in range(n)]
 
 
-@SELECTORS.register("maxmin")
+def _batched_mmr(lam_of: Any) -> Any:
+    def run(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tensor, ks: list[int], **opts: Any):
+        return mmr_batched(scores, features, valid, ks, lam_of(features, valid, **opts))
+    return run
+
+
+LAM = Option("lam", float, 0.5, "weight of importance against redundancy", low=0.0, high=1.0)
+
+
+@SELECTORS.register("maxmin", needs_features=True, batched=_batched_mmr(lambda f, v: 0.0))
 def maxmin(scores: torch.Tensor, features: torch.Tensor | None, k: int) -> torch.Tensor:
     """DivPrune (Alvar et al., CVPR 2025): farthest-point selection on cosine distance ``1 - cos(x_i, x_j)``.
 
@@ -65,7 +75,7 @@ def maxmin(scores: torch.Tensor, features: torch.Tensor | None, k: int) -> torch
     return mmr(scores, features, k, lam=0.0)
 
 
-@SELECTORS.register("mmr")
+@SELECTORS.register("mmr", options=[LAM], needs_features=True, batched=_batched_mmr(lambda f, v, lam=0.5: lam))
 def mmr(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, lam: float = 0.5) -> torch.Tensor:
     """Maximal marginal relevance (IDPruner): greedily pick ``argmax λ·imp_i − (1−λ)·max_{s∈S} cos(x_i, x_s)``.
 
@@ -75,24 +85,6 @@ def mmr(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, lam: flo
     """
     valid = torch.ones(1, scores.shape[0], dtype=torch.bool, device=scores.device)
     return mmr_batched(scores[None], features[None], valid, [k], lam)[0]
-
-
-def _batched_mmr(lam_of: Any) -> Any:
-    def run(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tensor, ks: list[int], **opts: Any):
-        return mmr_batched(scores, features, valid, ks, lam_of(features, valid, **opts))
-    return run
-
-
-def _check_mmr(*, lam: float = 0.5) -> None:
-    if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not 0.0 <= float(lam) <= 1.0:
-        raise ConfigError(f"Stage.lam: got {lam!r}; allowed: a number in [0, 1]")
-
-
-maxmin.uses_features = True  # type: ignore[attr-defined]
-mmr.uses_features = True  # type: ignore[attr-defined]
-maxmin.batched = _batched_mmr(lambda f, v: 0.0)  # type: ignore[attr-defined]
-mmr.batched = _batched_mmr(lambda f, v, lam=0.5: lam)  # type: ignore[attr-defined]
-mmr.check_options = _check_mmr  # type: ignore[attr-defined]
 
 
 def effective_rank(features: torch.Tensor) -> float:
@@ -105,21 +97,7 @@ def effective_rank(features: torch.Tensor) -> float:
     return float(torch.exp(-(p * p.log()).sum()))
 
 
-@SELECTORS.register("adaptive")
-def adaptive(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, lam_min: float = 0.2,
-             lam_max: float = 1.0) -> torch.Tensor:
-    """AgilePruner-like: per image, MMR with ``λ = lam_max − (lam_max − lam_min) · r`` where ``r`` is the effective
-    rank of the image's features divided by ``min(V, D)``. Simple images (evidence concentrated, low rank) lean on
-    the scores (attention); complex ones (evidence spread, high rank) lean on diversity."""
-    valid = torch.ones(1, scores.shape[0], dtype=torch.bool, device=scores.device)
-    lam = _adaptive_lambdas(features[None], valid, lam_min, lam_max)
-    return mmr_batched(scores[None], features[None], valid, [k], lam)[0]
-
-
-def _check_adaptive(*, lam_min: float = 0.2, lam_max: float = 1.0) -> None:
-    for name, v in (("lam_min", lam_min), ("lam_max", lam_max)):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0.0 <= float(v) <= 1.0:
-            raise ConfigError(f"Stage.{name}: got {v!r}; allowed: a number in [0, 1]")
+def _check_adaptive(*, lam_min: float, lam_max: float) -> None:
     if lam_min > lam_max:
         raise ConfigError(f"Stage.lam_min: {lam_min} exceeds lam_max {lam_max}; allowed: lam_min <= lam_max")
 
@@ -133,12 +111,24 @@ def _adaptive_lambdas(features: torch.Tensor, valid: torch.Tensor, lam_min: floa
     return torch.tensor(out, device=features.device)
 
 
-adaptive.uses_features = True  # type: ignore[attr-defined]
-adaptive.batched = _batched_mmr(_adaptive_lambdas)  # type: ignore[attr-defined]
-adaptive.check_options = _check_adaptive  # type: ignore[attr-defined]
+@SELECTORS.register("adaptive", needs_features=True, batched=_batched_mmr(_adaptive_lambdas),
+                    validate=_check_adaptive,
+                    options=[Option("lam_min", float, 0.2, "lambda for the most complex item", low=0.0, high=1.0),
+                             Option("lam_max", float, 1.0, "lambda for the simplest item", low=0.0, high=1.0)])
+def adaptive(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, lam_min: float = 0.2,
+             lam_max: float = 1.0) -> torch.Tensor:
+    """AgilePruner-like: per image, MMR with ``λ = lam_max − (lam_max − lam_min) · r`` where ``r`` is the effective
+    rank of the image's features divided by ``min(V, D)``. Simple images (evidence concentrated, low rank) lean on
+    the scores (attention); complex ones (evidence spread, high rank) lean on diversity."""
+    valid = torch.ones(1, scores.shape[0], dtype=torch.bool, device=scores.device)
+    lam = _adaptive_lambdas(features[None], valid, lam_min, lam_max)
+    return mmr_batched(scores[None], features[None], valid, [k], lam)[0]
 
 
-@SELECTORS.register("visionzip")
+CONTEXTUAL = Option("contextual", int, 0, "contextual tokens (VisionZip): centres the other tokens merge into", low=0)
+
+
+@SELECTORS.register("visionzip", options=[CONTEXTUAL])
 def visionzip(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, contextual: int = 0) -> torch.Tensor:
     """VisionZip: ``k − contextual`` dominant tokens (highest scores) plus ``contextual`` centres spread evenly over
     the remaining tokens (in original order); with the ``merge`` reducer's matching ``contextual`` option the other
@@ -151,11 +141,3 @@ def visionzip(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, co
     rest = order[k - c:].sort().values
     centres = rest[torch.linspace(0, rest.numel() - 1, c).round().long()]
     return torch.cat([dominant, centres]).sort().values
-
-
-def _check_visionzip(*, contextual: int = 0) -> None:
-    if isinstance(contextual, bool) or not isinstance(contextual, int) or contextual < 0:
-        raise ConfigError(f"Stage.contextual: got {contextual!r}; allowed: an int >= 0")
-
-
-visionzip.check_options = _check_visionzip  # type: ignore[attr-defined]

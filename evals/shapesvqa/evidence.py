@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 import tokenprune as tp
-from tokenprune.quality import preset_config
+from tokenprune.apps.quality import preset_config
 from tokenprune.shapesvqa import model as M
 from tokenprune.shapesvqa.data import examples
 from tokenprune.shapesvqa.scene import patch_labels, render

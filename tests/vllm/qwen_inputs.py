@@ -37,7 +37,7 @@ def make_processor(family: str):
 
 
 def save_model(family: str, path: Path) -> Path:
-    from tokenprune.models.tiny import make_model
+    from tokenprune.testing.tiny import make_model
 
     model = make_model(family, hidden=128, heads=4, kv_heads=2, inter=256, seed=0)
     model.save_pretrained(path)

@@ -14,32 +14,63 @@ ADAPTERS: dict[str, type["Adapter"]] = {}
 
 
 def register(cls: type["Adapter"]) -> type["Adapter"]:
-    """Class decorator: registers an adapter for each ``config.model_type`` in ``cls.model_types``."""
+    """Class decorator: registers ``cls`` for each ``config.model_type`` in ``cls.model_types``; a model type that
+    already has an adapter raises (a second adapter would silently replace the first)."""
     for t in cls.model_types:
+        if t in ADAPTERS:
+            raise ValueError(f"model_type {t!r} already has an adapter ({ADAPTERS[t].__name__}); "
+                             f"{cls.__name__} cannot replace it")
+        if not cls.hf_class:
+            raise ValueError(f"{cls.__name__}: declare hf_class (the transformers *ForConditionalGeneration class)")
         ADAPTERS[t] = cls
     return cls
 
 
-def get_adapter(model: nn.Module) -> "Adapter":
-    """The adapter for ``model`` (a ``*ForConditionalGeneration``), or :class:`UnsupportedModelError`."""
-    model_type = getattr(getattr(model, "config", None), "model_type", None)
+def family(model_type: str | None) -> type["Adapter"]:
+    """The family-table entry (adapter class) of ``model_type``, or :class:`UnsupportedModelError`."""
     if model_type not in ADAPTERS:
         raise UnsupportedModelError(
             f"model_type {model_type!r} is not supported; supported: {', '.join(sorted(ADAPTERS))}")
-    return ADAPTERS[model_type](model)
+    return ADAPTERS[model_type]
+
+
+def get_adapter(model: nn.Module) -> "Adapter":
+    """The adapter for ``model`` (a ``*ForConditionalGeneration``), or :class:`UnsupportedModelError`."""
+    return family(getattr(getattr(model, "config", None), "model_type", None))(model)
 
 
 class Adapter:
     """Default behaviour for HF VLMs whose ``model.model.language_model`` is a decoder with ``layers``.
 
-    Subclasses set ``model_types`` and ``mrope`` and override what differs.
+    Each subclass is one row of the family table: it declares everything family-specific once (the class
+    attributes below, plus :meth:`tiny_config` for tests) and overrides what differs. Every consumer (runtime,
+    weight pruning, vLLM plugin, test models, ``tokenprune info``) reads it from :data:`ADAPTERS`.
     """
 
     model_types: ClassVar[tuple[str, ...]] = ()
+    #: the transformers class (``getattr(transformers, hf_class)``)
+    hf_class: ClassVar[str] = ""
     #: rows of M-RoPE position ids (0 = plain 1-D positions ``[B, n]``)
     mrope: ClassVar[int] = 0
     #: whether :meth:`cls_attention` is implemented (vision-tower [CLS] attention scorers)
     supports_cls_attention: ClassVar[bool] = False
+    #: modalities the family's processor and model take
+    modalities: ClassVar[tuple[str, ...]] = ("image",)
+    #: vLLM architecture name -> ``module:Class`` of the plugin's model for it (empty: not served by the plugin)
+    vllm_models: ClassVar[dict[str, str]] = {}
+    #: weight pruning: whether a stock config can express pruned query heads (an explicit ``head_dim`` the family's
+    #: attention honours; Qwen2-VL/2.5-VL derive head_dim from hidden_size / num_heads and assert it)
+    stock_heads: ClassVar[bool] = True
+
+    @classmethod
+    def position_scheme(cls) -> str:
+        return "mrope" if cls.mrope else "1d"
+
+    @staticmethod
+    def tiny_config(text: dict[str, Any], ids: dict[str, int]) -> Any:
+        """A tiny random-weight config of this family (``tokenprune.testing``): ``text`` holds the text-config
+        keyword arguments, ``ids`` the placeholder ids (``image``, ``video``, ``vstart``, ``vend``, ``pad``)."""
+        raise NotImplementedError
 
     def __init__(self, model: nn.Module) -> None:
         self.model = model

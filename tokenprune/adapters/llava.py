@@ -1,6 +1,8 @@
 """LLaVA-1.5 (``LlavaForConditionalGeneration``: CLIP tower, MLP projector, Llama/Vicuna LM; 1-D RoPE)."""
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 from ..scoring.vision import cls_row_attention
@@ -10,7 +12,18 @@ from .base import Adapter, register
 @register
 class LlavaAdapter(Adapter):
     model_types = ("llava",)
+    hf_class = "LlavaForConditionalGeneration"
     supports_cls_attention = True
+    vllm_models = {"LlavaForConditionalGeneration": "tokenprune.integrations.vllm.llava:TokenpruneLlava"}
+
+    @staticmethod
+    def tiny_config(text: dict[str, Any], ids: dict[str, int]) -> Any:
+        import transformers as tf
+
+        clip = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56,
+                    patch_size=14, projection_dim=32)
+        return tf.LlavaConfig(vision_config=tf.CLIPVisionConfig(**clip), text_config=tf.LlamaConfig(**text),
+                              image_token_id=ids["image"], pad_token_id=ids["pad"])
 
     def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
                       block_input: object = None) -> list[torch.Tensor] | None:

@@ -1,7 +1,24 @@
 """LLaVA-OneVision (SigLIP tower + Qwen2 LM; anyres-max images, pooled video frames with a newline token)."""
+from __future__ import annotations
+
+from typing import Any
+
 from .base import Adapter, register
 
 
 @register
 class LlavaOnevisionAdapter(Adapter):
     model_types = ("llava_onevision",)
+    hf_class = "LlavaOnevisionForConditionalGeneration"
+    modalities = ("image", "video")
+
+    @staticmethod
+    def tiny_config(text: dict[str, Any], ids: dict[str, int]) -> Any:
+        import transformers as tf
+
+        sig = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=28,
+                   patch_size=14)
+        return tf.LlavaOnevisionConfig(vision_config=tf.SiglipVisionConfig(**sig), text_config=tf.Qwen2Config(**text),
+                                       image_token_id=ids["image"], video_token_id=ids["video"],
+                                       image_grid_pinpoints=[[28, 56], [56, 28], [56, 56]],
+                                       vision_feature_layer=-1, pad_token_id=ids["pad"])

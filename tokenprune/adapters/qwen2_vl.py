@@ -13,8 +13,33 @@ from .base import Adapter, register
 @register
 class Qwen2VLAdapter(Adapter):
     model_types = ("qwen2_vl",)
+    hf_class = "Qwen2VLForConditionalGeneration"
     mrope = 3
     supports_cls_attention = True
+    modalities = ("image", "video")
+    vllm_models = {"Qwen2VLForConditionalGeneration": "tokenprune.integrations.vllm.qwen_vl:TokenpruneQwen2VL"}
+    stock_heads = False
+
+    @staticmethod
+    def tiny_vision(hidden: int) -> dict[str, Any]:
+        return dict(depth=2, hidden_size=hidden, num_heads=2, patch_size=14, spatial_merge_size=2,
+                    temporal_patch_size=2, in_channels=3, embed_dim=32, mlp_ratio=2)
+
+    @staticmethod
+    def tiny_rope(text: dict[str, Any]) -> dict[str, Any]:
+        hd = text["hidden_size"] // text["num_attention_heads"]
+        section = [hd // 2 - 2 * (hd // 8), hd // 8, hd // 8]  # must sum to head_dim / 2
+        return {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
+
+    @classmethod
+    def tiny_config(cls, text: dict[str, Any], ids: dict[str, int]) -> Any:
+        import transformers as tf
+
+        config_cls = getattr(tf, cls.hf_class.replace("ForConditionalGeneration", "Config"))
+        return config_cls(vision_config=cls.tiny_vision(text["hidden_size"]),
+                          text_config=dict(text, rope_parameters=cls.tiny_rope(text)), image_token_id=ids["image"],
+                          video_token_id=ids["video"], vision_start_token_id=ids["vstart"],
+                          vision_end_token_id=ids["vend"])
 
     def vision_capture_module(self) -> nn.Module | None:
         return self.vlm.visual.blocks[-1]

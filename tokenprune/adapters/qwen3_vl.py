@@ -18,6 +18,24 @@ from .qwen2_vl import Qwen2VLAdapter
 @register
 class Qwen3VLAdapter(Qwen2VLAdapter):
     model_types = ("qwen3_vl",)
+    hf_class = "Qwen3VLForConditionalGeneration"
+    vllm_models: dict[str, str] = {}
+    stock_heads = True
+
+    @staticmethod
+    def tiny_vision(hidden: int) -> dict[str, Any]:
+        return dict(depth=2, hidden_size=32, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
+                    in_channels=3, intermediate_size=64, out_hidden_size=hidden, num_position_embeddings=64,
+                    deepstack_visual_indexes=[0, 1])
+
+    @staticmethod
+    def tiny_rope(text: dict[str, Any]) -> dict[str, Any]:
+        return dict(Qwen2VLAdapter.tiny_rope(text), mrope_interleaved=True)
+
+    @classmethod
+    def tiny_config(cls, text: dict[str, Any], ids: dict[str, int]) -> Any:
+        text = dict(text, head_dim=text["hidden_size"] // text["num_attention_heads"])
+        return super().tiny_config(text, ids)
 
     def attach_extras(self, runtime: Any) -> None:
         lm = self.lm

@@ -7,10 +7,9 @@ from typing import Any
 import torch
 from transformers import DynamicCache
 
-from ..adapters.base import Adapter
+from ..adapters.base import ADAPTERS, Adapter
 from ..config import AUTO, PRE_LLM, PruneConfig
 from ..errors import InputError, UnsupportedModelError
-from ..registry import SCORERS
 from ..scoring.view import TokenView
 from .features import FeatureCapture
 from .compact import compaction_index, gather_tokens, inverse_index, is_left_padded
@@ -39,15 +38,12 @@ class Runtime(FeatureCapture):
         self._auto = next((i for i, s in enumerate(config.stages) if s.at == AUTO), None)
         self.auto_layer: int | None = None  # the resolved entropy-collapse layer, once known
         self._bypass = False
-        self._captures: set[str] = set()
-        for s in config.stages:
-            fn = SCORERS.get(s.scorer)
-            if hasattr(fn, "captures"):
-                self._captures |= fn.captures(**s.scorer_kwargs)
+        self._captures: set[str] = set().union(*(s.captures() for s in config.stages))
         if "vision_attention" in self._captures and not adapter.supports_cls_attention:
             raise UnsupportedModelError(
                 f"Stage.scorer: vision-tower [CLS] attention is not available for model_type "
-                f"{model.config.model_type!r}; it is implemented for: llava, qwen2_vl, qwen2_5_vl, qwen3_vl")
+                f"{model.config.model_type!r}; it is implemented for: "
+                f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_cls_attention)}")
 
     # -- attach / detach ----------------------------------------------------------------------------------
     def attach(self) -> None:

@@ -39,8 +39,8 @@ def budgets(stage: Stage, images: list[list[ImageSpan]]) -> list[list[int]]:
     for b, row in enumerate(images):
         ks = []
         for j, im in enumerate(row):
-            k = stage.budget(im.orig_len)
             avail = im.alive.numel()
+            k = stage.budget(im.orig_len, avail)
             if k > avail:
                 raise InputError(f"Stage.keep: {stage.keep!r} asks for {k} tokens but {im.modality} {j} of sample {b} "
                                  f"has {avail} visual tokens at stage {stage.at!r}; allowed: 1..{avail} "
@@ -103,7 +103,7 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
     if frozen is None:
         view = build_view(hidden, valid, images, ks, layer, generator, attention_fn)
         scores = SCORERS.get(stage.scorer)(view, **stage.scorer_kwargs)
-        feats = view.features if getattr(SELECTORS.get(stage.selector), "uses_features", False) else None
+        feats = view.features if SELECTORS.get(stage.selector).needs_features else None
     chosen = frozen.selections if frozen is not None else _select(stage, scores, feats, images, ks)
     keep = valid.clone()
     out_hidden = hidden
@@ -145,7 +145,7 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
             items.append((r, j, off, m, max(1, min(ks[r][j], finite)) if finite else ks[r][j]))
             off += m
     out: list[list[torch.Tensor]] = [[None] * len(row) for row in images]  # type: ignore[list-item]
-    batched = getattr(selector, "batched", None)
+    batched = selector.batched
     if batched is not None and items:
         vmax = max(it[3] for it in items)
         n = len(items)

@@ -3,19 +3,15 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
-from ..registry import SCORERS
+from ..registry import SCORERS, Option
 from .view import TokenView
 
 QUERIES = ("last", "text")
+QUERY_OPTION = Option("query", str, "last", "query tokens: the last valid token, or every text token",
+                      choices=QUERIES)
 
 
-def _check(*, query: str = "last") -> None:
-    if query not in QUERIES:
-        raise ConfigError(f"Stage.query: got {query!r}; allowed: {', '.join(QUERIES)}")
-
-
-@SCORERS.register("attention")
+@SCORERS.register("attention", options=[QUERY_OPTION], captures={"lm_attention"}, query_dependent=True)
 def attention_scores(view: TokenView, *, query: str = "last") -> torch.Tensor:
     """FastV (Chen et al., "An Image is Worth 1/2 Tokens After Layer 2", ECCV 2024).
 
@@ -29,5 +25,3 @@ def attention_scores(view: TokenView, *, query: str = "last") -> torch.Tensor:
     """
     return view.attention(query)
 
-
-attention_scores.check_options = _check  # type: ignore[attr-defined]

@@ -28,7 +28,7 @@ def uniform_scores(view: TokenView) -> torch.Tensor:
     return on_grid.to(view.hidden.dtype) - i.to(view.hidden.dtype) * 1e-6
 
 
-@SCORERS.register("norm")
+@SCORERS.register("norm", captures={"features"})
 def norm_scores(view: TokenView) -> torch.Tensor:
     """L2 norm of each visual feature at this stage: a query-free importance (e.g. for ``mmr``)."""
     return view.features.float().norm(dim=-1)

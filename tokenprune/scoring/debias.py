@@ -8,7 +8,8 @@ import os
 import torch
 
 from ..errors import ConfigError
-from ..registry import SCORERS
+from ..registry import SCORERS, Option
+from .attention import QUERY_OPTION
 from .view import TokenView
 
 BASES = ("attention", "cls_attention")
@@ -48,22 +49,32 @@ def load_calibration(path: str) -> dict:
     return data
 
 
-def _check(*, base: str = "attention", query: str = "last", mode: str = "online", calibration: str | None = None,
-           sinks: bool = True, padding: bool = True, sink_z: float = 3.5) -> None:
-    if base not in BASES:
-        raise ConfigError(f"Stage.base: unknown importance source {base!r}; allowed: {', '.join(BASES)}")
-    if mode not in MODES:
-        raise ConfigError(f"Stage.mode: got {mode!r}; allowed: {', '.join(MODES)}")
+def _validate(*, mode: str, calibration: str | None, **_: object) -> None:
     if mode == "calibrated":
         if not calibration or not os.path.exists(calibration):
             raise ConfigError(f"Stage.calibration: mode='calibrated' needs an existing calibration file, got "
                               f"{calibration!r}")
         load_calibration(calibration)
-    if not (isinstance(sink_z, (int, float)) and sink_z > 0):
-        raise ConfigError(f"Stage.sink_z: got {sink_z!r}; allowed: a number > 0")
 
 
-@SCORERS.register("debiased_attention")
+def _captures(*, base: str, padding: bool, **_: object) -> set[str]:
+    return ({"vision_attention"} if base == "cls_attention" else {"lm_attention"}) | ({"padding"} if padding else set())
+
+
+OPTIONS = [
+    Option("base", str, "attention", "importance source: LM attention at this layer or vision-tower [CLS]",
+           choices=BASES),
+    QUERY_OPTION,
+    Option("mode", str, "online", "fit the trend per image, or read it from a calibration file", choices=MODES),
+    Option("calibration", str, None, "a trend file from tokenprune.calibrate (mode='calibrated')", none_ok=True),
+    Option("sinks", bool, True, "exclude attention sinks"),
+    Option("padding", bool, True, "exclude tokens on padded canvas"),
+    Option("sink_z", float, 3.5, "robust z-score above which a token is a sink", low=1e-9),
+]
+
+
+@SCORERS.register("debiased_attention", options=OPTIONS, captures=_captures, validate=_validate,
+                  query_dependent=lambda base, **_: base == "attention")
 def debiased_attention_scores(view: TokenView, *, base: str = "attention", query: str = "last",
                               mode: str = "online", calibration: str | None = None, sinks: bool = True,
                               padding: bool = True, sink_z: float = 3.5) -> torch.Tensor:
@@ -99,10 +110,3 @@ def debiased_attention_scores(view: TokenView, *, base: str = "attention", query
     score = raw / torch.exp(beta * t)
     return score.masked_fill(excluded, -math.inf)
 
-
-def _captures(*, base: str = "attention", padding: bool = True, **_: object) -> set[str]:
-    return ({"vision_attention"} if base == "cls_attention" else set()) | ({"padding"} if padding else set())
-
-
-debiased_attention_scores.check_options = _check  # type: ignore[attr-defined]
-debiased_attention_scores.captures = _captures  # type: ignore[attr-defined]

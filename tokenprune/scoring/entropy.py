@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ConfigError
-from ..registry import SCORERS
+from ..registry import SCORERS, Option
 from .view import TokenView
 
 
@@ -60,12 +59,9 @@ def leave_one_out_entropy(z: torch.Tensor, rank: int | None = None) -> torch.Ten
     return _entropy_from_eigs(ev) - _entropy_from_eigs(_downdated_eigs(ev, coords))
 
 
-def _check(*, rank: int | None = 64) -> None:
-    if rank is not None and (isinstance(rank, bool) or not isinstance(rank, int) or rank < 1):
-        raise ConfigError(f"Stage.rank: got {rank!r}; allowed: an int >= 1 or None (exact)")
-
-
-@SCORERS.register("entropy")
+@SCORERS.register("entropy", captures={"features"},
+                  options=[Option("rank", int, 64, "leading directions of the leave-one-out sketch (None: exact)",
+                                  low=1, none_ok=True)])
 def entropy_scores(view: TokenView, *, rank: int | None = 64) -> torch.Tensor:
     """EntropyPrune: a token's information value ``S(Z) − S(Z without it)`` (see :func:`leave_one_out_entropy`),
     per image, on this stage's visual features; higher = removing it loses more entropy = keep."""
@@ -75,5 +71,3 @@ def entropy_scores(view: TokenView, *, rank: int | None = 64) -> torch.Tensor:
         out[r, m] = leave_one_out_entropy(feats[r][m], rank).float()
     return out
 
-
-entropy_scores.check_options = _check  # type: ignore[attr-defined]

@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from ..models.tiny import BOS, CHAT_TEMPLATE, IMAGE, PAD, make_word_tokenizer, text_kwargs
+from ..testing.tiny import BOS, CHAT_TEMPLATE, IMAGE, PAD, make_word_tokenizer, text_kwargs
 from .questions import vocabulary
 
 #: The checkpoint shipped with the package (``tokenprune demo`` and ``--model embedded`` load it).

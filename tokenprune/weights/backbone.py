@@ -9,13 +9,8 @@ from typing import Any
 
 import torch
 
+from ..adapters import family
 from ..errors import UnsupportedModelError
-
-#: model_type -> whether a stock config can express pruned query heads (an explicit ``head_dim`` that the family's
-#: attention honours; Qwen2-VL/2.5-VL derive head_dim from hidden_size / num_heads and assert it).
-FAMILIES: dict[str, bool] = {"llava": True, "llava_next": True, "llava_onevision": True, "qwen2_vl": False,
-                             "qwen2_5_vl": False, "qwen3_vl": True}
-
 
 @dataclass
 class Backbone:
@@ -53,7 +48,7 @@ class Backbone:
 
     @property
     def stock_heads(self) -> bool:
-        return FAMILIES[self.family]
+        return family(self.family).stock_heads
 
     @property
     def bias_config(self) -> bool:
@@ -61,12 +56,18 @@ class Backbone:
         return self.config.model_type == "llama"
 
 
+def supported(model_type: str | None) -> None:
+    """Raises :class:`UnsupportedModelError` unless the family table has ``model_type``."""
+    try:
+        family(model_type)
+    except UnsupportedModelError as e:
+        raise UnsupportedModelError(f"weight pruning: {e}") from None
+
+
 def backbone(model: Any) -> Backbone:
     """The backbone view of ``model``; raises :class:`UnsupportedModelError` for other architectures."""
     mt = getattr(getattr(model, "config", None), "model_type", None)
-    if mt not in FAMILIES:
-        raise UnsupportedModelError(f"weight pruning: model_type {mt!r} is not supported; "
-                                    f"supported: {', '.join(sorted(FAMILIES))}")
+    supported(mt)
     lm = model.model.language_model
     cfg = model.config.text_config
     layer = lm.layers[0]

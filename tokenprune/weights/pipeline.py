@@ -62,7 +62,7 @@ def calibration_batches(processor: Any, source: str, samples: int, seed: int = 0
     """``samples`` single-sample model inputs: ShapesVQA scenes with their question and answer (``'synthetic'``),
     or the images of a folder with a generic prompt."""
     if samples < 1:
-        raise InputError(f"--calib-samples: got {samples}; allowed: >= 1")
+        raise InputError(f"samples: got {samples}; allowed: >= 1")
     if getattr(processor, "chat_template", None) is None:
         raise InputError("calibration needs the model's processor with a chat template (save it next to the model)")
 
@@ -78,9 +78,6 @@ def calibration_batches(processor: Any, source: str, samples: int, seed: int = 0
     else:
         from ..calibrate import load_images
 
-        try:
-            images = load_images(source, samples)
-        except FileNotFoundError as e:
-            raise InputError(str(e).replace("--images", "--calib-images")) from e
+        images = load_images(source, samples)
         pairs = [(im, text("describe the image .", None)) for im in images]
     return [dict(processor(images=[im], text=[t], return_tensors="pt")) for im, t in pairs]

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import torch
 
 from ...config import PRE_LLM, PruneConfig, Stage
 from ...errors import ConfigError
+from ...registry import SCORERS, MethodSpec
 
 ENV = "TOKENPRUNE_VLLM_CONFIG"
-#: scorers that need neither the text nor the language model (the embedding stage sees only the image)
-QUERY_FREE_SCORERS = ("norm", "uniform", "random", "entropy", "cls_attention")
-SELECTORS = ("topk", "maxmin", "mmr", "adaptive", "visionzip")
-REDUCERS = ("drop", "merge")
+#: what the plugin can hand a scorer: vLLM computes (and caches) image embeddings without the prompt or the LM
+PROVIDES = frozenset({"features", "vision_attention"})
 
 
 def config_from_env() -> PruneConfig | None:
@@ -42,14 +42,39 @@ def check(cfg: PruneConfig) -> Stage:
     if st.at != PRE_LLM:
         raise ConfigError(f"vLLM plugin: stage at={st.at!r}; in-LLM stages need the model's attention at prefill, "
                           "which vLLM's engine does not expose to plugins — use at='pre_llm'")
-    if st.scorer not in QUERY_FREE_SCORERS:
-        raise ConfigError(f"vLLM plugin: scorer {st.scorer!r} needs the text or the language model; vLLM computes and "
-                          f"caches image embeddings without the prompt. Query-free scorers: "
-                          f"{', '.join(QUERY_FREE_SCORERS)}")
-    if st.selector not in SELECTORS or st.reducer not in REDUCERS:
-        raise ConfigError(f"vLLM plugin: selector {st.selector!r} / reducer {st.reducer!r}; allowed: "
-                          f"{', '.join(SELECTORS)} / {', '.join(REDUCERS)}")
+    reason = unservable_reason(st)
+    if reason:
+        raise ConfigError(f"vLLM plugin: {reason}")
     return st
+
+
+def why_not_servable(spec: MethodSpec, options: dict[str, Any] | None = None) -> str | None:
+    """Why a method (with ``options``) cannot run inside vLLM, read from its spec; ``None`` when it can."""
+    opts = options or {}
+    if "pre_llm" not in spec.where:
+        return f"{spec.kind} {spec.name!r} cannot run before the language model"
+    if spec.is_query_dependent(opts):
+        return (f"{spec.kind} {spec.name!r} needs the text of the prompt; vLLM computes and caches image embeddings "
+                f"without it")
+    missing = spec.captures_for(opts) - PROVIDES
+    if missing:
+        return (f"{spec.kind} {spec.name!r} needs {', '.join(sorted(missing))}, which the embedding stage does not "
+                f"have (it provides {', '.join(sorted(PROVIDES))})")
+    return None
+
+
+def unservable_reason(stage: Stage) -> str | None:
+    """Why a ``pre_llm`` stage cannot run inside vLLM, or ``None`` when it can."""
+    for kind, spec in stage.specs.items():
+        reason = why_not_servable(spec, getattr(stage, f"{kind}_kwargs"))
+        if reason:
+            return f"{reason}. Servable scorers: {', '.join(servable_scorers())}"
+    return None
+
+
+def servable_scorers() -> list[str]:
+    """Scorers that vLLM can run with their default options."""
+    return [s.name for s in SCORERS.specs() if why_not_servable(s) is None]
 
 
 def num_kept(num_tokens: int, cfg: PruneConfig) -> int:
@@ -57,7 +82,7 @@ def num_kept(num_tokens: int, cfg: PruneConfig) -> int:
     model (rows returned), which must agree."""
     if num_tokens <= 0:
         return num_tokens
-    k = cfg.stages[0].budget(num_tokens)
+    k = cfg.stages[0].budget(num_tokens, num_tokens)
     if k > num_tokens:
         raise ConfigError(f"vLLM plugin: keep={cfg.stages[0].keep!r} asks for {k} tokens but an item has "
                           f"{num_tokens}; allowed: 1..{num_tokens} (or a fraction in (0, 1])")

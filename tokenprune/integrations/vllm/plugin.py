@@ -5,11 +5,13 @@ plugin registers nothing. A bad config raises at start-up, before any request.
 """
 from __future__ import annotations
 
-ARCHITECTURES = {
-    "LlavaForConditionalGeneration": "tokenprune.integrations.vllm.llava:TokenpruneLlava",
-    "Qwen2VLForConditionalGeneration": "tokenprune.integrations.vllm.qwen_vl:TokenpruneQwen2VL",
-    "Qwen2_5_VLForConditionalGeneration": "tokenprune.integrations.vllm.qwen_vl:TokenpruneQwen2_5_VL",
-}
+
+
+def architectures() -> dict[str, str]:
+    """vLLM architecture -> ``module:Class`` of the plugin's model, from the family table."""
+    from ...adapters import ADAPTERS
+
+    return {arch: target for a in ADAPTERS.values() for arch, target in a.vllm_models.items()}
 
 
 def register() -> None:
@@ -19,7 +21,7 @@ def register() -> None:
         return
     from vllm import ModelRegistry
 
-    for arch, target in ARCHITECTURES.items():
+    for arch, target in architectures().items():
         ModelRegistry.register_model(arch, target)  # idempotent: re-registering the same target is harmless
     from vllm.model_executor.models.config import MODELS_CONFIG_MAP
 

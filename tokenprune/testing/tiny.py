@@ -10,7 +10,11 @@ from typing import Any
 
 import torch
 
-FAMILIES = ("llava", "llava_next", "llava_onevision", "qwen2_vl", "qwen2_5_vl", "qwen3_vl")
+from ..adapters import ADAPTERS
+from ..adapters import family as family_entry
+
+#: every family of the adapter table
+FAMILIES = tuple(ADAPTERS)
 VOCAB = 160
 PAD, BOS = 0, 1
 IMAGE, VIDEO, VSTART, VEND = 150, 151, 152, 153
@@ -25,50 +29,9 @@ def text_kwargs(layers: int, hidden: int, heads: int, kv: int, inter: int, **ext
 
 def make_config(family: str, layers: int = 4, hidden: int = 64, heads: int = 4, kv_heads: int = 2,
                 inter: int = 128) -> Any:
-    """A tiny config of ``family`` (head_dim = hidden / heads)."""
-    import transformers as tf
-
-    t = text_kwargs(layers, hidden, heads, kv_heads, inter)
-    clip = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2, image_size=56,
-                patch_size=14, projection_dim=32)
-    if family == "llava":
-        return tf.LlavaConfig(vision_config=tf.CLIPVisionConfig(**clip), text_config=tf.LlamaConfig(**t),
-                              image_token_id=IMAGE, pad_token_id=PAD)
-    if family == "llava_next":
-        clip["image_size"] = 28
-        return tf.LlavaNextConfig(vision_config=tf.CLIPVisionConfig(**clip), text_config=tf.LlamaConfig(**t),
-                                  image_token_id=IMAGE, image_grid_pinpoints=[[28, 56], [56, 28], [56, 56]],
-                                  pad_token_id=PAD)
-    if family == "llava_onevision":
-        sig = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
-                   image_size=28, patch_size=14)
-        return tf.LlavaOnevisionConfig(vision_config=tf.SiglipVisionConfig(**sig), text_config=tf.Qwen2Config(**t),
-                                       image_token_id=IMAGE, video_token_id=VIDEO,
-                                       image_grid_pinpoints=[[28, 56], [56, 28], [56, 56]],
-                                       vision_feature_layer=-1, pad_token_id=PAD)
-    hd = hidden // heads
-    section = [hd // 2 - 2 * (hd // 8), hd // 8, hd // 8]  # must sum to head_dim / 2
-    rope = {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": section}
-    vis = dict(depth=2, hidden_size=32, num_heads=2, patch_size=14, spatial_merge_size=2, temporal_patch_size=2,
-               in_channels=3)
-    if family == "qwen2_vl":
-        vis = dict(vis, embed_dim=32, hidden_size=hidden, mlp_ratio=2)
-        return tf.Qwen2VLConfig(vision_config=vis, text_config=dict(t, rope_parameters=rope),
-                                image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
-                                vision_end_token_id=VEND)
-    if family == "qwen2_5_vl":
-        vis = dict(vis, intermediate_size=64, out_hidden_size=hidden, window_size=56, fullatt_block_indexes=[1])
-        return tf.Qwen2_5_VLConfig(vision_config=vis, text_config=dict(t, rope_parameters=rope),
-                                   image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
-                                   vision_end_token_id=VEND)
-    if family == "qwen3_vl":
-        vis = dict(vis, intermediate_size=64, out_hidden_size=hidden, num_position_embeddings=64,
-                   deepstack_visual_indexes=[0, 1])
-        rope3 = dict(rope, mrope_interleaved=True)
-        return tf.Qwen3VLConfig(vision_config=vis, text_config=dict(t, rope_parameters=rope3, head_dim=hd),
-                                image_token_id=IMAGE, video_token_id=VIDEO, vision_start_token_id=VSTART,
-                                vision_end_token_id=VEND)
-    raise ValueError(f"unknown family {family!r}; known: {FAMILIES}")
+    """A tiny config of ``family`` (head_dim = hidden / heads), from the family table."""
+    ids = {"image": IMAGE, "video": VIDEO, "vstart": VSTART, "vend": VEND, "pad": PAD}
+    return family_entry(family).tiny_config(text_kwargs(layers, hidden, heads, kv_heads, inter), ids)
 
 
 def make_model(family: str, attn: str = "sdpa", seed: int = 0, dtype: torch.dtype = torch.float32,
@@ -76,10 +39,7 @@ def make_model(family: str, attn: str = "sdpa", seed: int = 0, dtype: torch.dtyp
     """A tiny random-weight ``*ForConditionalGeneration`` in eval mode."""
     import transformers as tf
 
-    cls = {"llava": tf.LlavaForConditionalGeneration, "llava_next": tf.LlavaNextForConditionalGeneration,
-           "llava_onevision": tf.LlavaOnevisionForConditionalGeneration,
-           "qwen2_vl": tf.Qwen2VLForConditionalGeneration, "qwen2_5_vl": tf.Qwen2_5_VLForConditionalGeneration,
-           "qwen3_vl": tf.Qwen3VLForConditionalGeneration}[family]
+    cls = getattr(tf, family_entry(family).hf_class)
     cfg = make_config(family, **geometry)
     cfg._attn_implementation = attn
     torch.manual_seed(seed)

@@ -9,12 +9,12 @@ from typing import Any
 
 import torch
 
-from ..adapters import get_adapter
-from ..api import pruned
-from ..config import PruneConfig
-from ..flops import prefill_flops
-from ..timing import CpuPeak, median_ms
-from ..runtime import engine
+from ...adapters import get_adapter
+from ...api import pruned
+from ...config import PruneConfig
+from ...flops import prefill_flops
+from ...timing import CpuPeak, median_ms
+from ...runtime import engine
 
 
 @dataclass

@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from ..errors import InputError
-from ..models.tiny import BOS, IMAGE, PAD, VEND, VIDEO, VSTART, text_kwargs
+from ...errors import InputError
+from ...testing.tiny import BOS, IMAGE, PAD, VEND, VIDEO, VSTART, text_kwargs
 
 
 @dataclass(frozen=True)

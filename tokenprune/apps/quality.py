@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from .config import PruneConfig
-from .errors import InputError
-from .results import write_json
-from .timing import time_ms
+from ..config import PruneConfig
+from ..presets import PRESETS
+from ..errors import InputError
+from ..results import write_json
+from ..timing import time_ms
 
 VISUAL = 576
 
@@ -35,8 +36,7 @@ class Sweep:
     layer: int | None = None  # overrides the layer of single-stage in-LLM presets
 
     def validate(self) -> None:
-        from .presets import PRESETS
-        from .shapesvqa.data import SPLITS
+        from ..shapesvqa.data import SPLITS
 
         if self.split not in SPLITS:
             raise InputError(f"--split: got {self.split!r}; allowed: {', '.join(SPLITS)}")
@@ -53,17 +53,12 @@ class Sweep:
 
 
 def preset_config(name: str, keep: int, num_layers: int, layer: int | None = None) -> PruneConfig:
-    """Preset ``name`` whose (last) stage keeps ``keep`` tokens per image."""
-    base = PruneConfig.from_preset(name, num_layers=num_layers)
-    if len(base.stages) == 1:
-        kw: dict[str, Any] = {"keep": keep}
-        if layer is not None and base.stages[0].layer is not None:
-            kw["layer"] = layer
-        return PruneConfig.from_preset(name, num_layers=num_layers, **kw)
-    fracs = [s.keep if isinstance(s.keep, float) else s.keep / VISUAL for s in base.stages]
-    stages = [{**s.to_dict(), "keep": min(VISUAL, max(keep, round(keep * f / fracs[-1])))}
-              for s, f in zip(base.stages, fracs)]
-    return PruneConfig.from_dict({"stages": stages, "seed": base.seed, "name": name})
+    """Preset ``name`` whose (last) stage keeps ``keep`` tokens per image (the preset scales its own schedule);
+    ``layer`` moves a single in-LLM stage."""
+    single_llm = [s for s in PRESETS[name].stages(num_layers) if s["at"] != "pre_llm"]
+    kw: dict[str, Any] = {"layer": layer} if layer is not None and len(PRESETS[name].stages()) == 1 and single_llm \
+        else {}
+    return PruneConfig.from_preset(name, num_layers=num_layers, keep=keep, **kw)
 
 
 def _answers(model: Any, inputs: list[dict[str, torch.Tensor]], vocab: list[str]) -> tuple[list[str], float]:
@@ -82,8 +77,8 @@ def _answers(model: Any, inputs: list[dict[str, torch.Tensor]], vocab: list[str]
 
 def prepare(processor: Any, split: str, limit: int, batch: int) -> tuple[list, list[dict[str, torch.Tensor]]]:
     """The split's first ``limit`` examples and their processor inputs, ``batch`` per left-padded batch."""
-    from .shapesvqa import model as M
-    from .shapesvqa.data import examples
+    from ..shapesvqa import model as M
+    from ..shapesvqa.data import examples
 
     processor.tokenizer.padding_side = "left"
     exs = examples(split, limit)
@@ -114,8 +109,8 @@ def accuracy(model: Any, processor: Any, exs: list, inputs: list[dict[str, torch
 
 
 def run_sweep(sw: Sweep, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
-    from .api import pruned
-    from .shapesvqa import model as M
+    from ..api import pruned
+    from ..shapesvqa import model as M
 
     sw.validate()
     model, processor = M.load(sw.model)

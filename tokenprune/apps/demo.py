@@ -6,8 +6,8 @@ from typing import Any
 
 import torch
 
-from .api import pruned
-from .config import PruneConfig
+from ..api import pruned
+from ..config import PruneConfig
 
 #: LLaVA-1.5-shaped geometry: a 336/14 CLIP-style tower (576 visual tokens) and a small GQA Llama.
 DEMO_GEOMETRY = dict(layers=6, hidden=768, heads=12, kv_heads=4, inter=2048)
@@ -38,7 +38,7 @@ def build_demo_model(seed: int = 0) -> tuple[torch.nn.Module, dict[str, torch.Te
     """A random-weight LLaVA-1.5-shaped model and a two-prompt batch (one image each)."""
     import transformers as tf
 
-    from .models.tiny import IMAGE, PAD, text_kwargs
+    from ..testing.tiny import IMAGE, PAD, text_kwargs
 
     clip = tf.CLIPVisionConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=2,
                                image_size=336, patch_size=14)
@@ -53,7 +53,7 @@ def build_demo_model(seed: int = 0) -> tuple[torch.nn.Module, dict[str, torch.Te
 
 
 def _demo_inputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-    from .models.tiny import BOS, IMAGE
+    from ..testing.tiny import BOS, IMAGE
 
     gen = torch.Generator().manual_seed(0)
     rows = []
@@ -71,7 +71,7 @@ def _demo_inputs(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 
 def _prefill_ms(model: torch.nn.Module, inputs: dict, repeats: int) -> float:
-    from .timing import median_ms
+    from ..timing import median_ms
 
     with torch.no_grad():
         return median_ms(lambda: model(**inputs), repeats)
@@ -126,7 +126,7 @@ class EmbeddedRow:
 
 
 def has_embedded() -> bool:
-    from .shapesvqa.model import EMBEDDED_DIR
+    from ..shapesvqa.model import EMBEDDED_DIR
 
     return (EMBEDDED_DIR / "config.json").is_file()
 
@@ -155,9 +155,9 @@ def run_embedded_demo(repeats: int = 3, out_dir: str | None = "demo_out", sample
     of the batch, and (``out_dir``) one PNG per method with the patches kept for the first image."""
     import os
 
-    from .shapesvqa import model as M
-    from .shapesvqa.data import examples
-    from .timing import median_ms
+    from ..shapesvqa import model as M
+    from ..shapesvqa.data import examples
+    from ..timing import median_ms
 
     model, processor = M.load("embedded")
     processor.tokenizer.padding_side = "left"

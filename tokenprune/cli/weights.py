@@ -1,4 +1,4 @@
-"""``tokenprune prune-weights <model_dir> <out_dir> ...``."""
+"""``tokenprune prune-weights <model_dir> <out_dir> ...``: structured pruning of the language backbone."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,10 @@ from dataclasses import replace
 from rich.console import Console
 from rich.table import Table
 
-from ..errors import ConfigError, InputError, UnsupportedModelError
+from ..errors import ConfigError, InputError
+
+#: library parameter names -> this command's flags (error messages)
+FLAGS = {"source": "--calib-images", "samples": "--calib-samples"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -37,9 +40,9 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from .backbone import FAMILIES, backbone
-    from .export import export, prune
-    from .pipeline import calibration_batches, load_pipeline_config
+    from ..weights.backbone import backbone, supported
+    from ..weights.export import export, prune
+    from ..weights.pipeline import calibration_batches, load_pipeline_config
 
     spec, tokens = load_pipeline_config(args.config) if args.config else load_pipeline_config({})
     overrides = {k: getattr(args, a) for k, a in [("mlp", "mlp"), ("kv_groups", "kv_groups"), ("q_heads", "q_heads"),
@@ -57,9 +60,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise ConfigError(f"out: {args.out!r} exists and is not an empty folder")
     with open(os.path.join(args.model, "config.json")) as f:
         model_type = json.load(f).get("model_type")
-    if model_type not in FAMILIES:
-        raise UnsupportedModelError(f"weight pruning: model_type {model_type!r} is not supported; "
-                                    f"supported: {', '.join(sorted(FAMILIES))}")
+    supported(model_type)
     model = AutoModelForImageTextToText.from_pretrained(args.model, local_files_only=True).eval()
     bb = backbone(model)
     spec.validate_for(bb)  # before calibration, so a bad plan costs nothing and writes nothing

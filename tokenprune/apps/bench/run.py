@@ -4,10 +4,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..config import PruneConfig, Stage
-from ..errors import InputError
-from ..presets import build_preset, preset_names
-from ..results import write_json
+from ...config import PruneConfig, Stage
+from ...errors import InputError
+from ...presets import PRESETS, preset_names
+from ...results import write_json
 from . import geometry
 from .baseline import eager_weights_at
 from .measure import Measurement, measure, time_lm
@@ -41,7 +41,7 @@ class BenchSpec:
         for p in self.presets:
             if p not in preset_names():
                 raise InputError(f"--presets: unknown preset {p!r}; allowed: {', '.join(preset_names())}")
-            if len(build_preset(p).stages) != 1:
+            if len(PRESETS[p].stages()) != 1:
                 raise InputError(f"--presets: {p!r} has several stages; the grid places single-stage presets")
         if self.repeats < 1:
             raise InputError(f"--repeats: got {self.repeats}; allowed: >= 1")

@@ -8,14 +8,13 @@ from typing import Any, Iterator
 
 import torch
 
-from ..adapters import get_adapter
-from ..registry import SCORERS
-from ..scoring.view import TokenView
+from ...adapters import get_adapter
+from ...registry import SCORERS
+from ...scoring.view import TokenView
 
 _CAPTURED: dict[str, torch.Tensor] = {}
 
 
-@SCORERS.register("_eager_previous_layer")
 def _eager_previous_layer(view: TokenView) -> torch.Tensor:
     """Mean over heads of layer K-1's materialised attention weights, last valid query row, at the visual keys."""
     w = _CAPTURED.pop("weights")  # [B, H, n, n]
@@ -47,7 +46,9 @@ def eager_weights_at(model: torch.nn.Module, layer: int) -> Iterator[None]:
     handles = [attn.register_forward_pre_hook(pre, with_kwargs=True),
                attn.register_forward_hook(post, with_kwargs=True)]
     try:
-        yield
+        with SCORERS.temporary("_eager_previous_layer", _eager_previous_layer, captures={"lm_attention"},
+                               query_dependent=True):
+            yield
     finally:
         for h in handles:
             h.remove()

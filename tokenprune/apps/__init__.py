@@ -1,0 +1,1 @@
+"""Applications built on the library: demo, ShapesVQA evaluation, benchmarks. The library never imports them."""

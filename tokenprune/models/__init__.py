@@ -1,1 +1,0 @@
-"""Models tokenprune builds in code (no downloads): tiny random-weight VLMs of every supported family."""
