@@ -14,7 +14,6 @@ import time
 import torch
 
 import tokenprune as tp
-import tokenprune.runtime.engine as engine
 from tokenprune import PruneConfig, Stage
 from tokenprune.apps.demo import build_demo_model
 
@@ -32,26 +31,16 @@ def main() -> None:
                "fastv layer 2 keep 144": PruneConfig([Stage(2, keep=144)])}
     times: dict[str, list[float]] = {k: [] for k in configs}
     stage_ms: list[float] = []
-    original = engine.run_stage
-
-    def timed(*args, **kwargs):
-        t = time.perf_counter()
-        out = original(*args, **kwargs)
-        stage_ms.append((time.perf_counter() - t) * 1e3)
-        return out
-
-    engine.run_stage = timed
-    try:
-        for _ in range(a.repeats):  # interleaved, so that machine drift hits every config alike
-            for name, cfg in configs.items():
-                handle = tp.apply(model, cfg) if cfg is not None else None
-                t = time.perf_counter()
-                model(**inputs)
-                times[name].append((time.perf_counter() - t) * 1e3)
-                if handle is not None:
-                    handle.remove()
-    finally:
-        engine.run_stage = original
+    for _ in range(a.repeats):  # interleaved, so that machine drift hits every config alike
+        for name, cfg in configs.items():
+            handle = tp.apply(model, cfg) if cfg is not None else None
+            if handle is not None:
+                handle.on_stage(lambda timing: stage_ms.append(timing.ms))
+            t = time.perf_counter()
+            model(**inputs)
+            times[name].append((time.perf_counter() - t) * 1e3)
+            if handle is not None:
+                handle.remove()
     dense = statistics.median(times["dense"])
     for name, xs in times.items():
         ms = statistics.median(xs)

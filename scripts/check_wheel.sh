@@ -13,4 +13,5 @@ python3 -m venv "$work/venv"
 deps=$(.venv/bin/python -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 site=$("$work/venv/bin/python" -c "import sysconfig; print(sysconfig.get_paths()['purelib'])")
 echo "$deps" > "$site/zz_borrowed_deps.pth"  # appended after the venv's own site-packages: the wheel wins
+rm -rf build
 cd "$work" && "$work/venv/bin/python" "$root/scripts/check_wheel.py" "$root" "$site"

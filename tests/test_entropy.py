@@ -80,7 +80,7 @@ def test_auto_stage_finds_the_entropy_collapse_layer():
     with tp.pruned(model, "entropyprune") as h:
         cached = model.generate(**inputs, max_new_tokens=6, do_sample=False, **GEN)
         recomputed = model.generate(**inputs, max_new_tokens=6, do_sample=False, use_cache=False, **GEN)
-        assert h._runtime.auto_layer == expect
+        assert h.auto_layer == expect
         assert h.stats.stages[0].at == expect and h.stats.stages[0].kept == [4, 8, 0]
     assert torch.equal(cached, recomputed)
 

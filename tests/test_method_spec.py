@@ -3,6 +3,7 @@ import importlib.util
 import pathlib
 
 import pytest
+import torch
 
 import tokenprune as tp
 from tokenprune import ConfigError, PruneConfig, Stage
@@ -123,3 +124,31 @@ def test_eval_harness_uses_the_preset_schedule():
 
     assert preset_config("pyramiddrop", 64, num_layers=32) == PruneConfig.from_preset("pyramiddrop", num_layers=32,
                                                                                         keep=64)
+
+
+def test_media_items_carry_grids_and_frames():
+    """Items are modality-neutral: a Qwen video item knows its (t, h, w) token grid and frames, an image its grid."""
+    from tokenprune.testing.tiny import Item, make_inputs
+
+    model = tiny("qwen2_vl")
+    inputs = make_inputs("qwen2_vl", model, [[Item((56, 84)), Item((56, 56), video=True)]])
+    with tp.pruned(model, PruneConfig([Stage("pre_llm", keep=1.0)])) as h:
+        model(**inputs)
+        items = h._runtime.last_state.images[0]
+    assert [(im.modality, im.grid, im.frames, im.orig_len) for im in items] == [
+        ("image", (1, 2, 3), 1, 6), ("video", (items[1].grid[0], 2, 2), items[1].grid[0], 4 * items[1].grid[0])]
+    assert items[1].frame_of(torch.arange(items[1].orig_len)).tolist() == [
+        f for f in range(items[1].frames) for _ in range(4)]
+
+
+def test_stage_timing_callback(family):
+    model = tiny(family)
+    inputs = batch(family, model)
+    seen = []
+    with tp.pruned(model, "pyramiddrop", keep=2) as h:
+        off = h.on_stage(seen.append)
+        model(**inputs)
+        off()
+        model(**inputs)
+    assert [(t.stage_index, t.at) for t in seen] == [(0, 1), (1, 2), (2, 3)]
+    assert all(t.ms > 0 for t in seen)

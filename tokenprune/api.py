@@ -3,14 +3,14 @@ from __future__ import annotations
 
 import contextlib
 import weakref
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import torch.nn as nn
 
 from .adapters import get_adapter
 from .config import PruneConfig
 from .errors import AlreadyAttachedError, ConfigError
-from .runtime.engine import Runtime
+from .runtime.engine import Runtime, StageTiming
 from .stats import PruneStats, build_stats
 
 _ATTACHED: "weakref.WeakKeyDictionary[nn.Module, PruneHandle]" = weakref.WeakKeyDictionary()
@@ -36,6 +36,21 @@ class PruneHandle:
         if st is None:
             return None
         return build_stats(st, rt.adapter.num_layers, rt.adapter.text_config)
+
+    @property
+    def auto_layer(self) -> int | None:
+        """The LM layer an ``at="auto"`` stage resolved to (the Entropy Collapse Layer), once a prefill found it."""
+        rt = self._runtime
+        return rt.auto_layer if rt is not None else None
+
+    def on_stage(self, callback: Callable[[StageTiming], None]) -> Callable[[], None]:
+        """Calls ``callback(StageTiming(stage_index, at, ms))`` after every stage that runs at prefill (scoring,
+        selection and reduction, including the attention it computes); returns a function that unregisters it."""
+        rt = self._runtime
+        if rt is None:
+            raise ConfigError("handle: removed; on_stage needs an attached handle")
+        rt.stage_callbacks.append(callback)
+        return lambda: callback in rt.stage_callbacks and rt.stage_callbacks.remove(callback)
 
     def remove(self) -> None:
         """Removes every hook and patch; idempotent."""

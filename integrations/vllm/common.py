@@ -93,14 +93,15 @@ def select(features: torch.Tensor, cfg: PruneConfig,
            vision: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The kept (or merged) rows of one item's ``[n, D]`` features in their original order, and their indices;
     ``vision``: the item's ``[n]`` vision-tower [CLS] attention (``cls_attention`` scorer)."""
-    from ...runtime.stage import ImageSpan, run_stage
+    from ...runtime.items import MediaItem
+    from ...runtime.stage import run_stage
 
     n = features.shape[0]
     k = num_kept(n, cfg)
     dev = features.device
     if k == n:
         return features, torch.arange(n, device=dev)
-    span = ImageSpan(row=0, modality="image", pos=torch.arange(n, device=dev), alive=torch.arange(n, device=dev),
+    span = MediaItem(row=0, modality="image", pos=torch.arange(n, device=dev), alive=torch.arange(n, device=dev),
                      orig_len=n, vision=None if vision is None else vision.to(dev))
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     res = run_stage(cfg.stages[0], features[None], torch.ones(1, n, dtype=torch.bool, device=dev), [[span]], None,

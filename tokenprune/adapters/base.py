@@ -104,6 +104,21 @@ class Adapter:
             return [feats.shape[-2]] * feats.shape[0] if feats.dim() == 3 else [feats.shape[0]]
         return [int(f.shape[-2]) if f.dim() == 3 else int(f.shape[0]) for f in feats]
 
+    def item_grids(self, counts: list[int], grid_thw: torch.Tensor | None) -> list[tuple[int, int, int] | None]:
+        """Per item, its token grid ``(t, h, w)`` (frames × rows × columns after any patch merging), or ``None``
+        where the tokens are not a plain grid (anyres crops with newline tokens, a kept [CLS] token)."""
+        merge = getattr(getattr(self.vlm, "visual", None), "spatial_merge_size", 1)
+        out: list[tuple[int, int, int] | None] = []
+        for i, n in enumerate(counts):
+            g = None
+            if self.mrope and grid_thw is not None and i < len(grid_thw):
+                t, h, w = (int(x) for x in grid_thw[i])
+                g = (t, h // merge, w // merge)
+            elif int(n ** 0.5) ** 2 == n:
+                g = (1, int(n ** 0.5), int(n ** 0.5))
+            out.append(g if g is not None and g[0] * g[1] * g[2] == n else None)
+        return out
+
     # -- positions ----------------------------------------------------------------------------------------
     @property
     def num_layers(self) -> int:

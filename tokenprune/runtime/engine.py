@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import functools
-from typing import Any
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 from transformers import DynamicCache
@@ -11,16 +13,23 @@ from ..adapters.base import ADAPTERS, Adapter
 from ..config import AUTO, PRE_LLM, PruneConfig
 from ..errors import InputError, UnsupportedModelError
 from ..scoring.view import TokenView
-from .features import FeatureCapture
+from .attention import layer_attention
+from .auto_layer import entropy_collapse_layer
 from .compact import compaction_index, gather_tokens, inverse_index, is_left_padded
+from .features import FeatureCapture
 from .hooks import HookSet
-from .stage import ImageSpan, StageResult, run_stage
+from .items import MediaItem, find_items
+from .stage import StageResult, run_stage
 from .state import CallState, Segment, StageRecord
 
 
-def _last_valid(valid: torch.Tensor) -> torch.Tensor:
-    n = valid.shape[1]
-    return (torch.arange(n, device=valid.device) * valid).argmax(1)
+@dataclass(frozen=True)
+class StageTiming:
+    """One stage run at prefill: which stage, where it ran, and how long scoring + selection + reduction took."""
+
+    stage_index: int
+    at: str | int
+    ms: float
 
 
 class Runtime(FeatureCapture):
@@ -38,6 +47,7 @@ class Runtime(FeatureCapture):
         self._auto = next((i for i, s in enumerate(config.stages) if s.at == AUTO), None)
         self.auto_layer: int | None = None  # the resolved entropy-collapse layer, once known
         self._bypass = False
+        self.stage_callbacks: list[Callable[[StageTiming], None]] = []
         self._captures: set[str] = set().union(*(s.captures() for s in config.stages))
         if "vision_attention" in self._captures and not adapter.supports_cls_attention:
             raise UnsupportedModelError(
@@ -101,7 +111,7 @@ class Runtime(FeatureCapture):
         cache = kwargs.get("past_key_values")
         if cache is None or cache.get_seq_length() == 0:
             ids = kwargs.get("input_ids", args[0] if args else None)
-            self._pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": {}}
+            self._pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": {}, "grids": {}}
             for modality, out in (kwargs.get("mm_encoder_outputs") or {}).items():
                 if out is not None:
                     self._add_record(modality, self._record_for(modality, out))
@@ -184,7 +194,7 @@ class Runtime(FeatureCapture):
             # the LM would create this cache itself; creating it here lets the stages read its keys during prefill
             cache = kwargs["past_key_values"] = DynamicCache(config=self.adapter.text_config)
         valid = mask.bool() if mask is not None else torch.ones(b, n, dtype=torch.bool, device=emb.device)
-        images = self._find_images(pending, b, n, emb.device)
+        images = find_items(self.adapter.visual_token_ids(), pending, b, emb.device)
         st = CallState(batch=b, dense_len=n, dense_valid=valid, left_pad=is_left_padded(valid), images=images,
                        dense_seen=n)
         st.bind_cache(cache)
@@ -205,26 +215,13 @@ class Runtime(FeatureCapture):
                 kwargs["attention_mask"] = seg.valid.long()
         return args, kwargs
 
-    def _resolve_auto(self, kwargs: dict, images: list[list[ImageSpan]]) -> None:
-        """Entropy Collapse Layer: one dense pass (hooks bypassed) records the matrix entropy of each image's
-        visual hidden states entering every layer; the stage goes where it drops most (cached for this handle)."""
-        from ..scoring.entropy import matrix_entropy
-
-        dense = {k: v for k, v in kwargs.items() if k not in ("past_key_values", "use_cache")}
+    def _resolve_auto(self, kwargs: dict, images: list[list[MediaItem]]) -> None:
+        """Places the ``auto`` stage at the Entropy Collapse Layer (once per handle)."""
         self._bypass = True
         try:
-            with torch.no_grad():
-                out = self.adapter.lm(**dense, use_cache=False, output_hidden_states=True)
+            self.auto_layer, _ = entropy_collapse_layer(self.adapter.lm, self.adapter.num_layers, kwargs, images)
         finally:
             self._bypass = False
-        hs = out.hidden_states  # hs[l] enters layer l
-        n_layers = self.adapter.num_layers
-        items = [im for row in images for im in row]
-        ent = torch.tensor([sum(float(matrix_entropy(hs[layer][im.row, im.pos])) for im in items) / len(items)
-                            for layer in range(n_layers)])
-        self.entropy_by_layer = ent.tolist()
-        drops = ent[:-1] - ent[1:]  # drops[l - 1]: entropy lost entering layer l
-        self.auto_layer = int(drops.argmax()) + 1
         self._layer_stage[self.auto_layer] = self._auto
 
     def _layer_stage_prefill(self, st: CallState, i: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
@@ -260,7 +257,13 @@ class Runtime(FeatureCapture):
         else:  # pre_llm (or a stage at layer 0): layer 0's q/k on the stage's input
             attention_fn = functools.partial(self._attention, layer or 0, cos_sin, hidden)
         visual_in = [sum(im.alive.numel() for im in row) for row in st.images]
+        t0 = time.perf_counter()
         res = run_stage(stage, hidden, valid, st.images, layer, gen, attention_fn, frozen)
+        if self.stage_callbacks:
+            timing = StageTiming(stage_index, layer if stage.at == AUTO else stage.at,
+                                 (time.perf_counter() - t0) * 1e3)
+            for callback in list(self.stage_callbacks):
+                callback(timing)
         if res is not None:
             for row, sels in zip(st.images, res.selections):
                 for im, sel in zip(row, sels):
@@ -285,40 +288,6 @@ class Runtime(FeatureCapture):
         seg = Segment(start_layer=start_layer, valid=valid, dense_idx=dense_idx, via_lm=via_lm, idx_local=idx)
         st.segments.append(seg)
         return seg
-
-    def _find_images(self, pending: dict, b: int, n: int, device: torch.device) -> list[list[ImageSpan]]:
-        """Splits each modality's placeholder positions (row-major) into items by the per-item feature counts."""
-        images: list[list[ImageSpan]] = [[] for _ in range(b)]
-        ids = pending["input_ids"]
-        counts, vision = pending["counts"], pending["vision"]
-        if not counts:
-            return images
-        if ids is None:
-            raise InputError("input_ids: tokenprune locates visual tokens by their placeholder ids; pass input_ids "
-                             "(not only inputs_embeds) together with pixel values")
-        for modality, token_id in self.adapter.visual_token_ids().items():
-            c = counts.get(modality, [])
-            rows, cols = (ids == token_id).nonzero(as_tuple=True)
-            if sum(c) != rows.numel():
-                raise InputError(f"input_ids: {rows.numel()} {modality} placeholder tokens but the {modality} "
-                                 f"features have {sum(c)} tokens ({c} per item)")
-            off = 0
-            vis = iter(vision.get(modality, []))
-            pads = iter(pending["padding"].get(modality, []))
-            for k in c:
-                r = rows[off:off + k]
-                if k and bool((r != r[0]).any()):
-                    raise InputError(f"input_ids: a {modality} item's {k} placeholder tokens span several samples")
-                v, p = next(vis, None), next(pads, None)
-                if k:
-                    pos = cols[off:off + k].to(device)
-                    images[int(r[0])].append(ImageSpan(int(r[0]), modality, pos, torch.arange(k, device=device), k,
-                                                       v.to(device) if v is not None else None,
-                                                       p.to(device) if p is not None else None))
-                off += k
-        for row in images:
-            row.sort(key=lambda im: int(im.pos[0]))
-        return images
 
     # -- decode -------------------------------------------------------------------------------------------
     def _decode_step(self, st: CallState, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
@@ -347,27 +316,5 @@ class Runtime(FeatureCapture):
     # -- attention scoring --------------------------------------------------------------------------------
     def _attention(self, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor], hidden: torch.Tensor,
                    view: TokenView, query: str) -> torch.Tensor:
-        """Attention of ``layer`` (whose input was ``hidden``) from the chosen queries to every token, at the visual
-        tokens. Keys come from that layer's KV cache when it holds exactly this sequence (no recomputation)."""
-        valid = view.valid
-        b, n = valid.shape
-        if query == "last":
-            q_index, q_ok = _last_valid(valid)[:, None], torch.ones(b, 1, dtype=torch.bool, device=valid.device)
-        else:
-            q_index, q_ok = compaction_index(view.text_mask, left=False)
         cache = self._cache_of(self.state) if self.state is not None else None
-        keys = None
-        cache_layers = getattr(cache, "layers", None)
-        if cache_layers is not None and layer < len(cache_layers):
-            k = getattr(cache_layers[layer], "keys", None)
-            if isinstance(k, torch.Tensor) and k.shape[0] == b and k.shape[-2] == n:
-                keys = k
-        with torch.no_grad():
-            q, k = self.adapter.query_key(layer, hidden, q_index, *cos_sin, keys=keys)
-            logits = torch.matmul(q.float(), k.float().transpose(-1, -2))  # [B, H, Q, n]
-            positions = torch.arange(n, device=valid.device)
-            allowed = valid[:, None, :] & (positions[None, None, :] <= q_index[:, :, None])  # [B, Q, n]
-            probs = logits.masked_fill(~allowed[:, None], float("-inf")).softmax(-1).mean(1)  # [B, Q, n]
-            vis = torch.gather(probs, 2, view.visual_index[:, None, :].expand(-1, probs.shape[1], -1))
-            see = (view.visual_index[:, None, :] < q_index[:, :, None]) & q_ok[:, :, None]
-            return (vis * see).sum(1) / see.sum(1).clamp(min=1)
+        return layer_attention(self.adapter, cache, layer, cos_sin, hidden, view, query)

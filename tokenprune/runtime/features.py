@@ -43,7 +43,8 @@ class FeatureCapture:
     def _feature_record(self, modality: str, out: Any, pixel_values: Any = None, grid: Any = None) -> dict:
         """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks."""
         counts = self.adapter.feature_counts(out)
-        rec: dict[str, Any] = {"counts": counts, "padding": None, "vision": None, "keys": self._item_keys(out)}
+        rec: dict[str, Any] = {"counts": counts, "padding": None, "vision": None, "keys": self._item_keys(out),
+                               "grids": self.adapter.item_grids(counts, grid)}
         if "padding" in self._captures and modality == "image" and pixel_values is not None:
             pad = self.adapter.padding_tokens(pixel_values)
             if pad is not None and [p.numel() for p in pad] == counts:
@@ -76,12 +77,12 @@ class FeatureCapture:
             return self._feature_record(modality, out)
         pick = lambda xs: None if xs is None else [xs[where[k]] for k in keys]  # noqa: E731
         return {"counts": pick(rec["counts"]), "padding": pick(rec["padding"]), "vision": pick(rec["vision"]),
-                "keys": keys}
+                "grids": pick(rec["grids"]), "keys": keys}
 
     def _add_record(self, modality: str, rec: dict) -> None:
         p = self._pending
         p["counts"].setdefault(modality, []).extend(rec["counts"])
-        for key in ("padding", "vision"):
+        for key in ("padding", "vision", "grids"):
             items = rec[key] if rec[key] is not None else [None] * len(rec["counts"])
             p[key].setdefault(modality, []).extend(items)
 

@@ -10,19 +10,7 @@ from ..config import Stage
 from ..errors import InputError
 from ..registry import REDUCERS, SCORERS, SELECTORS
 from ..scoring.view import TokenView
-
-
-@dataclass
-class ImageSpan:
-    """One image/video item of one batch row, tracked through the stages."""
-
-    row: int
-    modality: str
-    pos: torch.Tensor  # positions of its surviving tokens in the current sequence
-    alive: torch.Tensor  # indices (into the item's original tokens) of its surviving tokens
-    orig_len: int
-    vision: torch.Tensor | None = None  # vision-tower [CLS] attention per original token, when captured
-    padding: torch.Tensor | None = None  # per original token: covers padded canvas, when the adapter can tell
+from .items import MediaItem
 
 
 @dataclass
@@ -33,7 +21,7 @@ class StageResult:
     scores: list[list[torch.Tensor]]  # per row, per image: the scores the selection was made from
 
 
-def budgets(stage: Stage, images: list[list[ImageSpan]]) -> list[list[int]]:
+def budgets(stage: Stage, images: list[list[MediaItem]]) -> list[list[int]]:
     """Per-row, per-image keep counts; raises :class:`InputError` when ``keep`` exceeds what an image has."""
     out = []
     for b, row in enumerate(images):
@@ -50,7 +38,7 @@ def budgets(stage: Stage, images: list[list[ImageSpan]]) -> list[list[int]]:
     return out
 
 
-def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[ImageSpan]], ks: list[list[int]],
+def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[MediaItem]], ks: list[list[int]],
                layer: int | None, generator: torch.Generator,
                attention_fn: Callable[[TokenView, str], torch.Tensor] | None) -> TokenView:
     b = hidden.shape[0]
@@ -84,7 +72,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Imag
     return view
 
 
-def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: list[list[ImageSpan]],
+def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: list[list[MediaItem]],
               layer: int | None, generator: torch.Generator,
               attention_fn: Callable[[TokenView, str], torch.Tensor] | None,
               frozen: StageResult | None = None) -> StageResult | None:
@@ -130,7 +118,7 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
     return StageResult(keep=keep, hidden=out_hidden, selections=selections, scores=all_scores)
 
 
-def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, images: list[list[ImageSpan]],
+def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, images: list[list[MediaItem]],
             ks: list[list[int]]) -> list[list[torch.Tensor]]:
     """Per row, per image: the selected local indices. Tokens a scorer excludes (score ``-inf``: padded canvas,
     attention sinks) are never kept; the budget is capped to what remains. Selectors with a ``batched`` form run

@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from .stage import ImageSpan
+from .items import MediaItem
 
 
 @dataclass
@@ -44,7 +44,7 @@ class CallState:
     dense_len: int
     dense_valid: torch.Tensor
     left_pad: bool
-    images: list[list[ImageSpan]]
+    images: list[list[MediaItem]]
     cache_ref: Any = None
     segments: list[Segment] = field(default_factory=list)
     records: list[StageRecord] = field(default_factory=list)

@@ -14,7 +14,6 @@ from ...api import pruned
 from ...config import PruneConfig
 from ...flops import prefill_flops
 from ...timing import CpuPeak, median_ms
-from ...runtime import engine
 
 
 @dataclass
@@ -81,21 +80,14 @@ def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig 
     device = next(model.parameters()).device
     vision_module = getattr(ad.vlm, "vision_tower", None) or getattr(ad.vlm, "visual")
     stage_ms: list[float] = []
-    original = engine.run_stage
-
-    def timed_stage(*a: Any, **k: Any) -> Any:
-        t = time.perf_counter()
-        out = original(*a, **k)
-        stage_ms.append((time.perf_counter() - t) * 1e3)
-        return out
-
     lm_t, vis_t = _Timer(ad.lm, device), _Timer(vision_module, device)
-    engine.run_stage = timed_stage
     handle_ctx = pruned(model, config) if config is not None else None
     extra = context if context is not None else contextlib.nullcontext()
     try:
         extra.__enter__()
         handle = handle_ctx.__enter__() if handle_ctx is not None else None
+        if handle is not None:
+            handle.on_stage(lambda timing: stage_ms.append(timing.ms))
         with torch.no_grad():
             model(**inputs, use_cache=True)  # warm-up
             lm_t.ms.clear(), vis_t.ms.clear(), stage_ms.clear()
@@ -132,7 +124,6 @@ def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig 
                 tok = out.logits[:, -1:].argmax(-1)
         stats = handle.stats if handle is not None else None
     finally:
-        engine.run_stage = original
         lm_t.remove()
         vis_t.remove()
         if handle_ctx is not None:

@@ -1,0 +1,43 @@
+"""Text->visual attention at one LM layer, computed from the layer's own q/k (SDPA/FlashAttention stay on)."""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from ..scoring.view import TokenView
+from .compact import compaction_index
+
+
+def last_valid(valid: torch.Tensor) -> torch.Tensor:
+    """``[B]`` index of each row's last valid token."""
+    n = valid.shape[1]
+    return (torch.arange(n, device=valid.device) * valid).argmax(1)
+
+
+def layer_attention(adapter: Any, cache: Any, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor],
+                    hidden: torch.Tensor, view: TokenView, query: str) -> torch.Tensor:
+    """``[B, V]`` attention of ``layer`` (whose input was ``hidden``) from the chosen queries to the visual tokens,
+    mean over heads and queries. Keys come from that layer's KV cache when it holds exactly this sequence (no
+    recomputation). ``query="last"``: the last valid token; ``"text"``: every text token that can see the key."""
+    valid = view.valid
+    b, n = valid.shape
+    if query == "last":
+        q_index, q_ok = last_valid(valid)[:, None], torch.ones(b, 1, dtype=torch.bool, device=valid.device)
+    else:
+        q_index, q_ok = compaction_index(view.text_mask, left=False)
+    keys = None
+    cache_layers = getattr(cache, "layers", None)
+    if cache_layers is not None and layer < len(cache_layers):
+        k = getattr(cache_layers[layer], "keys", None)
+        if isinstance(k, torch.Tensor) and k.shape[0] == b and k.shape[-2] == n:
+            keys = k
+    with torch.no_grad():
+        q, k = adapter.query_key(layer, hidden, q_index, *cos_sin, keys=keys)
+        logits = torch.matmul(q.float(), k.float().transpose(-1, -2))  # [B, H, Q, n]
+        positions = torch.arange(n, device=valid.device)
+        allowed = valid[:, None, :] & (positions[None, None, :] <= q_index[:, :, None])  # [B, Q, n]
+        probs = logits.masked_fill(~allowed[:, None], float("-inf")).softmax(-1).mean(1)  # [B, Q, n]
+        vis = torch.gather(probs, 2, view.visual_index[:, None, :].expand(-1, probs.shape[1], -1))
+        see = (view.visual_index[:, None, :] < q_index[:, :, None]) & q_ok[:, :, None]
+        return (vis * see).sum(1) / see.sum(1).clamp(min=1)
