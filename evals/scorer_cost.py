@@ -27,8 +27,8 @@ def make_view(v: int, d: int, k: int) -> TokenView:
     feats = torch.randn(1, v, d, generator=g)
     att = torch.rand(1, v, generator=g).softmax(-1)
     view = TokenView(hidden=feats, visual_index=torch.arange(v)[None], visual_mask=torch.ones(1, v, dtype=torch.bool),
-                     image_id=torch.zeros(1, v, dtype=torch.long), local_index=torch.arange(v)[None],
-                     image_len=torch.full((1, v), v), budget=torch.full((1, v), k),
+                     item_id=torch.zeros(1, v, dtype=torch.long), local_index=torch.arange(v)[None],
+                     item_len=torch.full((1, v), v), budget=torch.full((1, v), k),
                      valid=torch.ones(1, v, dtype=torch.bool), layer=2, generator=g)
     view._attention_fn = lambda query: att
     return view

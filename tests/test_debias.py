@@ -23,8 +23,8 @@ def view_for(raw: torch.Tensor, feats: torch.Tensor | None = None) -> TokenView:
     v = raw.shape[0]
     feats = feats if feats is not None else torch.randn(v, 8, generator=torch.Generator().manual_seed(5))
     view = TokenView(hidden=feats[None], visual_index=torch.arange(v)[None],
-                     visual_mask=torch.ones(1, v, dtype=torch.bool), image_id=torch.zeros(1, v, dtype=torch.long),
-                     local_index=torch.arange(v)[None], image_len=torch.full((1, v), v),
+                     visual_mask=torch.ones(1, v, dtype=torch.bool), item_id=torch.zeros(1, v, dtype=torch.long),
+                     local_index=torch.arange(v)[None], item_len=torch.full((1, v), v),
                      budget=torch.full((1, v), 16), valid=torch.ones(1, v, dtype=torch.bool), layer=2,
                      generator=torch.Generator())
     view._attention_fn = lambda query: raw[None]

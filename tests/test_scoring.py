@@ -43,8 +43,8 @@ def test_attention_scorer_equals_eager_attention_weights(family, layer, use_cach
 def test_uniform_scores_give_even_stride():
     v, k = 16, 4
     view = TokenView(hidden=torch.zeros(1, v, 2), visual_index=torch.arange(v)[None], visual_mask=torch.ones(1, v, dtype=torch.bool),
-                     image_id=torch.zeros(1, v, dtype=torch.long), local_index=torch.arange(v)[None],
-                     image_len=torch.full((1, v), v), budget=torch.full((1, v), k), valid=torch.ones(1, v, dtype=torch.bool),
+                     item_id=torch.zeros(1, v, dtype=torch.long), local_index=torch.arange(v)[None],
+                     item_len=torch.full((1, v), v), budget=torch.full((1, v), k), valid=torch.ones(1, v, dtype=torch.bool),
                      layer=None, generator=torch.Generator())
     s = SCORERS.get("uniform")(view)
     assert topk(s[0], None, k).tolist() == [0, 5, 10, 15]

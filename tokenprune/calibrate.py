@@ -20,8 +20,8 @@ _RECORD: list[tuple[torch.Tensor, torch.Tensor]] = []
 def _trend_probe(view: TokenView, *, query: str = "last") -> torch.Tensor:
     """Records (position in image, centred log attention) per image; internal to calibration."""
     a = view.attention(query).float().clamp(min=1e-12).log()
-    t = view.local_index.float() / (view.image_len - 1).clamp(min=1).float()
-    for r, m in view.image_masks():
+    t = view.local_index.float() / (view.item_len - 1).clamp(min=1).float()
+    for r, m in view.item_masks():
         _RECORD.append((t[r][m], a[r][m] - a[r][m].median()))
     return torch.zeros_like(a)
 

@@ -8,7 +8,7 @@ from tokenprune.registry import SCORERS, Option
                   captures={"features"})
 def centre_scores(view, *, sharpness: float = 1.0) -> torch.Tensor:
     """Prefers the tokens in the middle of each item's raster order."""
-    t = view.local_index.float() / (view.image_len - 1).clamp(min=1).float()
+    t = view.local_index.float() / (view.item_len - 1).clamp(min=1).float()
     return -sharpness * (t - 0.5).abs()
 
 

@@ -53,3 +53,19 @@ def run(args: argparse.Namespace, console: Console) -> int:
                       "yes" if why_not_servable(spec) is None else "no", _short(spec.summary))
     console.print(m)
     return 0
+
+
+def methods_markdown() -> str:
+    """The methods table of ``docs/methods.md``, generated from the registered specs."""
+    from ..integrations.vllm.common import why_not_servable
+    from ..registry import REGISTRIES
+
+    lines = ["| kind | name | options (default; allowed) | captures | reads the text | where | vLLM | summary |",
+             "|---|---|---|---|---|---|---|---|"]
+    for kind, reg in REGISTRIES.items():
+        for spec in reg.specs():
+            opts = "<br>".join(f"`{o.name}={o.default!r}` ({o.allowed()})" for o in spec.options) or "-"
+            lines.append(f"| {kind} | `{spec.name}` | {opts} | {', '.join(sorted(spec.captures_for({}))) or '-'} | "
+                         f"{'yes' if spec.is_query_dependent({}) else 'no'} | {', '.join(sorted(spec.where))} | "
+                         f"{'yes' if why_not_servable(spec) is None else 'no'} | {spec.summary.replace('|', '/')} |")
+    return "\n".join(lines)

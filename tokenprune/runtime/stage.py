@@ -64,7 +64,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
             if pad is not None and im.padding is not None:
                 pad[r, sl] = im.padding[im.alive]
             off += m
-    view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, image_id=iid, local_index=loc, image_len=ilen,
+    view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, item_id=iid, local_index=loc, item_len=ilen,
                      budget=bud, valid=valid, layer=layer, generator=generator, _vision_attention=vis_att,
                      _padding=pad)
     if attention_fn is not None:

@@ -18,7 +18,7 @@ def random_scores(view: TokenView) -> torch.Tensor:
 def uniform_scores(view: TokenView) -> torch.Tensor:
     """Spatial stride: for an image of ``N`` tokens and budget ``k`` the tokens ``round(linspace(0, N-1, k))``
     score 1, the rest 0 (minus a tiny index tie-break), so top-k keeps an even raster-order stride."""
-    n = view.image_len.clamp(min=1).to(torch.float64)
+    n = view.item_len.clamp(min=1).to(torch.float64)
     k = view.budget.clamp(min=1).to(torch.float64)
     i = view.local_index.to(torch.float64)
     # token i is on the grid iff some j in [0, k) has round(j*(N-1)/(k-1)) == i

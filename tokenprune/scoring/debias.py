@@ -89,7 +89,7 @@ def debiased_attention_scores(view: TokenView, *, base: str = "attention", query
     """
     raw = view.attention(query) if base == "attention" else view.vision_attention()
     raw = raw.float()
-    t = view.local_index.float() / (view.image_len - 1).clamp(min=1).float()
+    t = view.local_index.float() / (view.item_len - 1).clamp(min=1).float()
     y = raw.clamp(min=1e-12).log()
     excluded = ~view.visual_mask
     if padding and view.padding_mask is not None:
@@ -97,7 +97,7 @@ def debiased_attention_scores(view: TokenView, *, base: str = "attention", query
     slope = float(load_calibration(calibration)["slope"]) if mode == "calibrated" else None
     norms = view.features.float().norm(dim=-1) if sinks else None
     beta = torch.zeros_like(raw)
-    for r, m in view.image_masks():
+    for r, m in view.item_masks():
         if sinks and int(m.sum()) > 8:
             sink = (_robust_z(y[r][m]) > sink_z) & (_robust_z(norms[r][m]) > sink_z)
             idx = m.nonzero().squeeze(1)

@@ -67,7 +67,7 @@ def entropy_scores(view: TokenView, *, rank: int | None = 64) -> torch.Tensor:
     per image, on this stage's visual features; higher = removing it loses more entropy = keep."""
     feats = view.features
     out = torch.zeros(view.visual_mask.shape, dtype=torch.float32, device=feats.device)
-    for r, m in view.image_masks():
+    for r, m in view.item_masks():
         out[r, m] = leave_one_out_entropy(feats[r][m], rank).float()
     return out
 

@@ -13,18 +13,18 @@ class TokenView:
 
     ``hidden``: ``[B, n, D]`` the stage's input sequence (projector-merged embeddings at ``pre_llm``, the hidden
     states entering layer ``K`` otherwise). ``visual_index``/``visual_mask``: ``[B, V]`` positions of visual tokens in
-    that sequence (rows padded; ``visual_mask`` marks real entries). ``image_id``: ``[B, V]`` which image of the row a
-    token belongs to; ``local_index``/``image_len``/``budget``: a token's index inside its image, the image's current
-    token count and its keep budget. ``valid``: ``[B, n]`` non-padding tokens. ``layer``: the LM layer (``None`` for
-    pre_llm). ``generator``: seeded RNG for stochastic scorers.
+    that sequence (rows padded; ``visual_mask`` marks real entries). ``item_id``: ``[B, V]`` which media item (image or
+    video) of the row a token belongs to; ``local_index``/``item_len``/``budget``: a token's index inside its item,
+    the item's current token count and its keep budget. ``valid``: ``[B, n]`` non-padding tokens. ``layer``: the LM
+    layer (``None`` for pre_llm). ``generator``: seeded RNG for stochastic scorers.
     """
 
     hidden: torch.Tensor
     visual_index: torch.Tensor
     visual_mask: torch.Tensor
-    image_id: torch.Tensor
+    item_id: torch.Tensor
     local_index: torch.Tensor
-    image_len: torch.Tensor
+    item_len: torch.Tensor
     budget: torch.Tensor
     valid: torch.Tensor
     layer: int | None
@@ -49,11 +49,18 @@ class TokenView:
         vis.scatter_(1, self.visual_index, self.visual_mask)
         return self.valid & ~vis
 
+    # the names of the image-only API (kept for scorers written against it)
+    image_id = property(lambda self: self.item_id)
+    image_len = property(lambda self: self.item_len)
+
     def image_masks(self) -> Iterator[tuple[int, torch.Tensor]]:
+        return self.item_masks()
+
+    def item_masks(self) -> Iterator[tuple[int, torch.Tensor]]:
         """``(row, mask [V])`` for every image/video item of the batch, its tokens marked in ``visual_index``."""
         for r in range(self.visual_mask.shape[0]):
-            for j in self.image_id[r][self.visual_mask[r]].unique().tolist():
-                yield r, self.visual_mask[r] & (self.image_id[r] == j)
+            for j in self.item_id[r][self.visual_mask[r]].unique().tolist():
+                yield r, self.visual_mask[r] & (self.item_id[r] == j)
 
     def attention(self, query: str = "last") -> torch.Tensor:
         """``[B, V]`` text->visual attention at this stage's layer (mean over heads and query tokens).

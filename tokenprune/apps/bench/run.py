@@ -110,8 +110,9 @@ def run(spec: BenchSpec, progress: Callable[[str], None] | None = None) -> dict[
                         progress(f"batch {b} {preset} @{stage} keep {keep}")
             if spec.baseline and isinstance(stage, int) and stage >= 1:
                 for keep in [k for k in spec.keeps if k != VISUAL]:
-                    cfg = PruneConfig([Stage(stage, keep=keep, scorer="_eager_previous_layer")])
-                    m = measure(model, inputs, cfg, "fastv-eager", context=eager_weights_at(model, stage - 1), **kw)
+                    with eager_weights_at(model, stage - 1):  # registers its scorer while it is held
+                        cfg = PruneConfig([Stage(stage, keep=keep, scorer="_eager_previous_layer")])
+                        m = measure(model, inputs, cfg, "fastv-eager", **kw)
                     rows.append(_row(m, dense, short(stage, keep), preset="fastv-eager (peer)", stage=stage,
                                      keep=keep))
     return {"geometry": g.name, "note": g.note, "layers": n_layers, "device": spec.device, "spec": spec.__dict__,
