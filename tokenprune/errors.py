@@ -20,3 +20,11 @@ class InputError(TokenPruneError, ValueError):
 
 class AlreadyAttachedError(ConfigError):
     """``apply()`` was called on a model that already carries a tokenprune handle."""
+
+
+class RegistrationError(TokenPruneError, ValueError):
+    """A method or model family was registered inconsistently (twice, or with an invalid spec)."""
+
+
+class InternalError(TokenPruneError, RuntimeError):
+    """An invariant tokenprune checks on itself (or on a method's contract) failed: a bug to report."""

@@ -16,7 +16,7 @@ import contextlib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Sequence
 
-from .errors import ConfigError
+from .errors import ConfigError, RegistrationError
 
 #: what a method can ask the runtime for
 CAPTURES = ("features", "lm_attention", "vision_attention", "padding", "hidden_states")
@@ -24,6 +24,13 @@ CAPTURES = ("features", "lm_attention", "vision_attention", "padding", "hidden_s
 WHERE = ("pre_llm", "llm")
 MODALITIES = ("image", "video")
 KINDS = ("scorer", "selector", "reducer")
+
+
+def first_sentence(doc: str) -> str:
+    """The first sentence of a docstring's first paragraph, on one line."""
+    para = " ".join(doc.strip().split("\n\n")[0].split())
+    end = para.find(". ")
+    return para if end < 0 else para[: end + 1]
 
 
 @dataclass(frozen=True)
@@ -103,14 +110,14 @@ class MethodSpec:
     def __post_init__(self) -> None:
         self._option_names = frozenset(o.name for o in self.options)
         if self.kind not in KINDS:
-            raise ValueError(f"MethodSpec.kind: {self.kind!r}; allowed: {KINDS}")
+            raise RegistrationError(f"MethodSpec.kind: {self.kind!r}; allowed: {KINDS}")
         bad = set(self.where) - set(WHERE) | set(self.modalities) - set(MODALITIES)
         if not callable(self.captures):
             bad |= set(self.captures) - set(CAPTURES)
         if bad:
-            raise ValueError(f"MethodSpec {self.name!r}: unknown where/modality/capture values {sorted(bad)}")
+            raise RegistrationError(f"MethodSpec {self.name!r}: unknown where/modality/capture values {sorted(bad)}")
         if not self.summary:
-            self.summary = (self.fn.__doc__ or "").strip().split("\n")[0]
+            self.summary = first_sentence(self.fn.__doc__ or "")
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self.fn(*args, **kwargs)
@@ -162,9 +169,9 @@ class Registry:
 
     def add(self, spec: MethodSpec) -> MethodSpec:
         if spec.kind != self.kind:
-            raise ValueError(f"a {spec.kind} spec cannot go in the {self.kind} registry")
+            raise RegistrationError(f"a {spec.kind} spec cannot go in the {self.kind} registry")
         if spec.name in self._items:
-            raise ValueError(f"{self.kind} {spec.name!r} registered twice")
+            raise RegistrationError(f"{self.kind} {spec.name!r} registered twice")
         self._items[spec.name] = spec
         return spec
 

@@ -9,7 +9,7 @@ from typing import Any
 import torch
 
 from ...config import PRE_LLM, PruneConfig, Stage
-from ...errors import ConfigError
+from ...errors import ConfigError, InternalError
 from ...registry import SCORERS, MethodSpec
 
 ENV = "TOKENPRUNE_VLLM_CONFIG"
@@ -108,6 +108,6 @@ def select(features: torch.Tensor, cfg: PruneConfig,
                     gen, None)
     index = res.keep[0].nonzero().squeeze(1)
     if index.numel() != k:  # vLLM's scatter does not always catch a count mismatch
-        raise RuntimeError(f"tokenprune: {index.numel()} rows for an item with {k} placeholders")
+        raise InternalError(f"{index.numel()} rows for an item with {k} placeholders")
     return res.hidden[0][index], index
 

@@ -19,7 +19,7 @@ from vllm.model_executor.models.llava import (LlavaDummyInputsBuilder, LlavaForC
                                               LlavaMultiModalProcessor, LlavaProcessingInfo)
 from vllm.multimodal import MULTIMODAL_REGISTRY
 
-from ...errors import ConfigError
+from ...errors import ConfigError, InternalError
 from ...scoring.vision import cls_row_attention
 from .common import config_from_env, num_kept, select
 from .cpu_runner import request_pruning_plumbing
@@ -55,7 +55,7 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
         self._tp_kept = num_kept(self._tp_dense, self._tp_config) if self._tp_config is not None else self._tp_dense
         if self._tp_config is not None:
             request_pruning_plumbing(self, vllm_config)
-        if self._tp_config is not None and self._tp_config.stages[0].scorer == "cls_attention":
+        if self._tp_config is not None and "vision_attention" in self._tp_config.stages[0].captures():
             self._hook_cls_attention()
 
     def forward(self, input_ids, positions, intermediate_tensors=None, inputs_embeds=None, **kwargs):
@@ -110,15 +110,15 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
         if self._tp_config is None or (isinstance(embeds, (list, tuple)) and len(embeds) == 0):
             return embeds
         vision: list[torch.Tensor | None] = [None] * len(embeds)
-        if self._tp_config.stages[0].scorer == "cls_attention":
+        if "vision_attention" in self._tp_config.stages[0].captures():
             if len(self._tp_cls) != len(embeds):  # e.g. precomputed image embeddings: the tower never ran
-                raise RuntimeError(f"tokenprune: cls_attention captured {len(self._tp_cls)} images for "
+                raise InternalError(f"cls_attention captured {len(self._tp_cls)} images for "
                                    f"{len(embeds)} embeddings (image embeddings passed without the vision tower?)")
             vision = list(self._tp_cls)
         out = []
         for e, v in zip(embeds, vision):  # one [n, D] tensor per image
             rows, index = select(e, self._tp_config, vision=v)
             if rows.shape[0] != self._tp_kept:  # vLLM's scatter does not always catch a count mismatch
-                raise RuntimeError(f"tokenprune: {rows.shape[0]} rows for an image with {self._tp_kept} placeholders")
+                raise InternalError(f"{rows.shape[0]} rows for an image with {self._tp_kept} placeholders")
             out.append(torch.cat([rows, index_channels(index, rows.dtype)], 1))  # stripped by recompute_...
         return out

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import torch
 
+from ...errors import InternalError
+
 #: the kept token's index travels as two extra channels (index // BASE, index % BASE), exact even in bfloat16
 BASE = 128
 
@@ -41,11 +43,11 @@ def kept_positions(input_ids: torch.Tensor, image_token_id: int, index: torch.Te
     passes under chunked prefill and prefix caching) set to their image's dense start plus the kept token's index."""
     slots = (input_ids.to(positions.device) == image_token_id).nonzero().squeeze(1)
     if slots.numel() % kept:
-        raise RuntimeError(f"tokenprune: {slots.numel()} image placeholders is not a multiple of {kept} per image")
+        raise InternalError(f"{slots.numel()} image placeholders is not a multiple of {kept} per image")
     first = int((slots < num_computed).sum())
     which = torch.arange(first, first + index.numel(), device=slots.device)
     if index.numel() and int(which[-1]) >= slots.numel():
-        raise RuntimeError(f"tokenprune: {index.numel()} image rows for {slots.numel() - first} open placeholders")
+        raise InternalError(f"{index.numel()} image rows for {slots.numel() - first} open placeholders")
     image = which // kept
     start = slots[image * kept] + image * (dense_len - kept)  # dense position of the image's first token
     out = positions.clone()
@@ -68,7 +70,7 @@ def mrope_admission_positions(num_tokens: int, items: list[tuple[int, int, int, 
         if t_factor != 1.0:
             grid[0] = (grid[0] * t_factor).long()
         if length > grid.shape[1]:
-            raise ValueError(f"tokenprune: a media item has {length} placeholders but {grid.shape[1]} tokens")
+            raise InternalError(f"a media item has {length} placeholders but {grid.shape[1]} tokens")
         chunks.append(grid[:, :length] + nxt + text)
         nxt += text + int(grid.max()) + 1
         st = offset + length

@@ -70,9 +70,10 @@ class _PrunedMedia:
         self._tp_config = config_from_env()
         if self._tp_config is None:
             return
-        if self._tp_config.stages[0].scorer == "cls_attention":
-            raise ConfigError("vLLM plugin: the cls_attention scorer runs on vLLM's LLaVA only; for Qwen-VL use "
-                              "norm, uniform, random or entropy")
+        if "vision_attention" in self._tp_config.stages[0].captures():
+            raise ConfigError("vLLM plugin: vision-tower attention (cls_attention, or debiased_attention with "
+                              "base='cls_attention') is served on vLLM's LLaVA only; for Qwen-VL use norm, uniform, "
+                              "random or entropy")
         request_pruning_plumbing(self, vllm_config)
 
     def _tp_video_scale(self, video_input, i: int) -> float:

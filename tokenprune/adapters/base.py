@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 from transformers import masking_utils
 
-from ..errors import UnsupportedModelError
+from ..errors import RegistrationError, UnsupportedModelError
 
 ADAPTERS: dict[str, type["Adapter"]] = {}
 
@@ -18,10 +18,10 @@ def register(cls: type["Adapter"]) -> type["Adapter"]:
     already has an adapter raises (a second adapter would silently replace the first)."""
     for t in cls.model_types:
         if t in ADAPTERS:
-            raise ValueError(f"model_type {t!r} already has an adapter ({ADAPTERS[t].__name__}); "
+            raise RegistrationError(f"model_type {t!r} already has an adapter ({ADAPTERS[t].__name__}); "
                              f"{cls.__name__} cannot replace it")
         if not cls.hf_class:
-            raise ValueError(f"{cls.__name__}: declare hf_class (the transformers *ForConditionalGeneration class)")
+            raise RegistrationError(f"{cls.__name__}: declare hf_class (the transformers *ForConditionalGeneration class)")
         ADAPTERS[t] = cls
     return cls
 

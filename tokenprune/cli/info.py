@@ -67,5 +67,5 @@ def methods_markdown() -> str:
             opts = "<br>".join(f"`{o.name}={o.default!r}` ({o.allowed()})" for o in spec.options) or "-"
             lines.append(f"| {kind} | `{spec.name}` | {opts} | {', '.join(sorted(spec.captures_for({}))) or '-'} | "
                          f"{'yes' if spec.is_query_dependent({}) else 'no'} | {', '.join(sorted(spec.where))} | "
-                         f"{'yes' if why_not_servable(spec) is None else 'no'} | {spec.summary.replace('|', '/')} |")
+                         f"{'yes' if why_not_servable(spec) is None else 'no'} | {spec.summary.replace('|', '/').replace('``', '`')} |")
     return "\n".join(lines)

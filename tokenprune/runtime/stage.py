@@ -7,7 +7,7 @@ from typing import Callable
 import torch
 
 from ..config import Stage
-from ..errors import InputError
+from ..errors import InputError, InternalError
 from ..registry import REDUCERS, SCORERS, SELECTORS
 from ..scoring.view import TokenView
 from .items import MediaItem
@@ -155,5 +155,6 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
     for (r, j, _, _, k) in items:
         sel = out[r][j]
         if sel.numel() != k or sel.unique().numel() != sel.numel():
-            raise RuntimeError(f"selector {stage.selector!r} returned an invalid selection")
+            raise InternalError(f"selector {stage.selector!r} returned an invalid selection (expected {k} distinct "
+                                f"indices)")
     return out

@@ -6,6 +6,8 @@ from typing import Callable, Iterator
 
 import torch
 
+from ..errors import InternalError
+
 
 @dataclass
 class TokenView:
@@ -70,14 +72,16 @@ class TokenView:
         key = f"attention:{query}"
         if key not in self._cache:
             if self._attention_fn is None:
-                raise RuntimeError("attention is not available at this stage")
+                raise InternalError("attention is not available at this stage: the scorer must declare "
+                                    "captures={'lm_attention'} in its spec")
             self._cache[key] = self._attention_fn(query)
         return self._cache[key]
 
     def vision_attention(self) -> torch.Tensor:
         """``[B, V]`` the vision tower's [CLS]->patch attention for each visual token (see ``cls_attention``)."""
         if self._vision_attention is None:
-            raise RuntimeError("vision-tower attention was not captured for this call")
+            raise InternalError("vision-tower attention was not captured for this call: the scorer must "
+                                "declare captures={'vision_attention'} in its spec")
         return self._vision_attention
 
     @property

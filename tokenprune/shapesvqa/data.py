@@ -8,6 +8,7 @@ from pathlib import Path
 
 from PIL import Image
 
+from ..errors import InputError
 from .questions import KINDS, QA, make_qa
 from .scene import Scene, make_scene, render
 
@@ -31,9 +32,9 @@ class Example:
 
 def split_seed(split: str, index: int) -> int:
     if split not in SPLITS:
-        raise ValueError(f"split: got {split!r}; allowed: {', '.join(SPLITS)}")
+        raise InputError(f"split: got {split!r}; allowed: {', '.join(SPLITS)}")
     if index < 0:
-        raise ValueError(f"index: got {index}; allowed: >= 0")
+        raise InputError(f"index: got {index}; allowed: >= 0")
     return SPLITS[split] + index
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import torch
 
+from ..errors import InputError
 from .backbone import Backbone
 from .plan import WeightPlan
 from .stats import CalibStats
@@ -77,7 +78,7 @@ def apply_plan(bb: Backbone, plan: WeightPlan, stats: CalibStats | None = None) 
     """Slices every kept layer, drops removed blocks and updates the text config (stock: uniform widths)."""
     mlp_bias, attn_bias = bias_flags(bb, plan)
     if (mlp_bias or attn_bias) and stats is None:
-        raise ValueError("bias compensation needs the calibration statistics")
+        raise InputError("stats: bias compensation needs the calibration statistics")
     hd, cfg = bb.head_dim, bb.config
     new_layers = []
     for new_idx, lp in enumerate(plan.layers):

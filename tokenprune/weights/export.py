@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from ..errors import ConfigError, InputError
+from ..errors import ConfigError, InputError, InternalError
 from .apply import SkippedAttention, apply_plan, bias_flags
 from .backbone import backbone
 from .plan import WeightPlan, WeightSpec, expected_params, make_plan
@@ -42,7 +42,7 @@ def prune(model: Any, spec: WeightSpec, batches: Iterable[dict[str, Any]], token
     apply_plan(bb, plan, stats)
     got = sum(p.numel() for p in model.parameters())
     if got != promised:  # pragma: no cover - a bug, not a user error
-        raise AssertionError(f"pruned model has {got} parameters, the plan promised {promised}")
+        raise InternalError(f"pruned model has {got} parameters, the plan promised {promised}")
     plan.scores["params"] = {"pruned": got}
     model._tokenprune_weight_plan = plan
     return plan, stats
@@ -114,7 +114,7 @@ def export(model: Any, plan: WeightPlan, out_dir: str | Path, processor: Any = N
             diff = (a - b).abs().max().item()
             report["reload_max_abs_diff"] = diff
             if diff > atol:
-                raise AssertionError(f"reloaded model differs from the pruned model by {diff:.3g} (> {atol})")
+                raise InternalError(f"reloaded model differs from the pruned model by {diff:.3g} (> {atol})")
         if out_dir.exists():
             out_dir.rmdir()
         tmp.rename(out_dir)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import torch
 
+from ..errors import ConfigError
 from .stats import Running
 
 METHODS = ("wanda-sp", "flap", "taylor")
@@ -22,7 +23,7 @@ def channel_scores(method: str, weight: torch.Tensor, stats: Running) -> torch.T
         return w.abs().mean(0) * stats.norm
     if method == "flap":
         return stats.var * (w * w).sum(0)
-    raise ValueError(method)
+    raise ConfigError(f"method: got {method!r}; allowed: wanda-sp, flap, taylor")
 
 
 def taylor_rows(weight: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:

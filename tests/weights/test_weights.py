@@ -13,8 +13,8 @@ from tokenprune.testing.tiny import Item, make_inputs, make_model
 from tokenprune.weights import WeightSpec, backbone, export, load_pruned, prune
 from tokenprune.weights.pipeline import run_pipeline
 
-from .conftest import GEN, batch
-from .reference import capture_lm_inputs, reference_row_logits
+from ..conftest import GEN, batch
+from ..reference import capture_lm_inputs, reference_row_logits
 
 pytestmark = pytest.mark.filterwarnings("ignore:FLAP bias compensation is off")
 

@@ -6,7 +6,7 @@ import tokenprune as tp
 from tokenprune import ConfigError, PruneConfig, Stage
 from tokenprune.scoring.entropy import leave_one_out_entropy, matrix_entropy
 
-from .conftest import GEN, batch, tiny
+from ..conftest import GEN, batch, tiny
 
 
 def brute(z: torch.Tensor) -> torch.Tensor:

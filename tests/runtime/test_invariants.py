@@ -5,8 +5,8 @@ import torch
 import tokenprune as tp
 from tokenprune import PruneConfig, Stage
 
-from .conftest import GEN, SUPPRESS, batch, tiny
-from .reference import capture_lm_inputs, reference_row_logits
+from ..conftest import GEN, SUPPRESS, batch, tiny
+from ..reference import capture_lm_inputs, reference_row_logits
 
 ATTN = ["sdpa", "eager"]
 

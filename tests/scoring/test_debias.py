@@ -10,7 +10,7 @@ from tokenprune.calibrate import fit_position_trend, save_calibration
 from tokenprune.registry import SCORERS
 from tokenprune.scoring.view import TokenView
 
-from .conftest import GEN, batch, tiny
+from ..conftest import GEN, batch, tiny
 
 
 def spearman(a: torch.Tensor, b: torch.Tensor) -> float:

@@ -3,6 +3,8 @@ placed at their image's dense start plus their index — in one step, in chunks,
 import pytest
 import torch
 
+from tokenprune.errors import InternalError
+
 from tokenprune.integrations.vllm.positions import admission_positions, index_channels, kept_positions, split_index
 
 IMG = 9
@@ -79,7 +81,7 @@ def test_bad_counts_raise():
         kept_positions(ids, IMG, torch.arange(4), pos, 0, 3, 12)
     with pytest.raises(RuntimeError, match="open placeholders"):
         kept_positions(ids, IMG, torch.arange(5), pos, 0, 4, 12)
-    with pytest.raises(ValueError):
+    with pytest.raises(InternalError, match="placeholders"):
         admission_positions(len(ids), [(3, 4)], 3)
 
 
@@ -101,5 +103,5 @@ def test_mrope_admission_positions_keep_text_at_dense_positions():
     # a video's temporal positions scale with t_factor (Qwen2.5-VL)
     video, _ = mrope_admission_positions(4, [(0, 4, 2, 1, 2, 2.0)])
     assert video[0].tolist() == [0, 0, 2, 2]
-    with pytest.raises(ValueError):
+    with pytest.raises(InternalError, match="placeholders"):
         mrope_admission_positions(10, [(0, 7, 1, 2, 3, 1.0)])

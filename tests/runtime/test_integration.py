@@ -6,8 +6,8 @@ import tokenprune as tp
 from tokenprune import PruneConfig, Stage
 from tokenprune.testing.tiny import Item, make_inputs, make_model
 
-from .conftest import GEN, batch, tiny
-from .reference import capture_lm_inputs, reference_row_logits
+from ..conftest import GEN, batch, tiny
+from ..reference import capture_lm_inputs, reference_row_logits
 
 
 # Qwen3-VL's processor lays a video out frame by frame with timestamps; the tiny input builder does not (yet)

@@ -10,7 +10,7 @@ from tokenprune.runtime.compact import compaction_index, gather_tokens, inverse_
 from tokenprune.scoring.view import TokenView
 from tokenprune.selection import topk
 
-from .conftest import batch, tiny
+from ..conftest import batch, tiny
 
 CAPTURED = {}
 
