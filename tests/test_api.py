@@ -42,7 +42,7 @@ def test_no_state_between_calls():
         a = model.generate(**inputs, max_new_tokens=6, **GEN)
         model(**batch("llava", model, seed=3))  # a different call in between
         b = model.generate(**inputs, max_new_tokens=6, **GEN)
-        assert h._runtime._session is None
+        assert h._runtime.local.session is None
     assert torch.equal(a, b)
 
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import contextlib
-import weakref
 from typing import Any, Callable, Iterator
 
 import torch.nn as nn
@@ -10,11 +9,8 @@ import torch.nn as nn
 from .adapters import get_adapter
 from .config import PruneConfig
 from .errors import AlreadyAttachedError, ConfigError
-from .runtime.engine import Runtime, StageTiming
+from .runtime.engine import HANDLE_ATTR, Runtime, StageTiming
 from .stats import PruneStats, build_stats
-
-_ATTACHED: "weakref.WeakKeyDictionary[nn.Module, PruneHandle]" = weakref.WeakKeyDictionary()
-
 
 class PruneHandle:
     """Pruning attached to one model instance. ``remove()`` restores the model exactly."""
@@ -57,8 +53,6 @@ class PruneHandle:
         if self._runtime is not None:
             self._runtime.detach()
             self._runtime = None
-            if _ATTACHED.get(self.model) is self:
-                del _ATTACHED[self.model]
 
     def __enter__(self) -> "PruneHandle":
         return self
@@ -93,13 +87,12 @@ def apply(model: nn.Module, config: PruneConfig | str | dict, **overrides: Any) 
     adapter = get_adapter(model)
     cfg = resolve_config(config, num_layers=adapter.num_layers, **overrides)
     cfg.validate_for(adapter.num_layers)
-    if model in _ATTACHED:
+    if model.__dict__.get(HANDLE_ATTR) is not None:
         raise AlreadyAttachedError("model: already has a tokenprune handle attached; call handle.remove() first, "
                                    "or combine the stages into one PruneConfig")
     runtime = Runtime(model, adapter, cfg)
-    runtime.attach()
     handle = PruneHandle(model, runtime)
-    _ATTACHED[model] = handle
+    runtime.attach(handle)
     return handle
 
 

@@ -130,8 +130,8 @@ class PruneConfig:
         if stages is None or isinstance(stages, (Stage, dict)) or not isinstance(stages, Iterable):
             raise ConfigError("PruneConfig.stages: expected a non-empty list of Stage")
         self.stages = [s if isinstance(s, Stage) else Stage.from_dict(s) for s in stages]
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise ConfigError(f"PruneConfig.seed: got {seed!r}; allowed: an int")
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2 ** 32:
+            raise ConfigError(f"PruneConfig.seed: got {seed!r}; allowed: an int in [0, 2**32)")
         self.seed = seed
         self.name = name
         self.validate()

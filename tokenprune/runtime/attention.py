@@ -37,7 +37,9 @@ def layer_attention(adapter: Any, cache: Any, layer: int, cos_sin: tuple[torch.T
         logits = torch.matmul(q.float(), k.float().transpose(-1, -2))  # [B, H, Q, n]
         positions = torch.arange(n, device=valid.device)
         allowed = valid[:, None, :] & (positions[None, None, :] <= q_index[:, :, None])  # [B, Q, n]
+        allowed = allowed & q_ok[:, :, None]  # padded query slots (rows with fewer text tokens) see nothing
+        allowed[..., 0] |= ~allowed.any(-1)  # ... and get a dummy key, so their softmax is finite (then unused)
         probs = logits.masked_fill(~allowed[:, None], float("-inf")).softmax(-1).mean(1)  # [B, Q, n]
         vis = torch.gather(probs, 2, view.visual_index[:, None, :].expand(-1, probs.shape[1], -1))
         see = (view.visual_index[:, None, :] < q_index[:, :, None]) & q_ok[:, :, None]
-        return (vis * see).sum(1) / see.sum(1).clamp(min=1)
+        return torch.where(see, vis, 0.0).sum(1) / see.sum(1).clamp(min=1)

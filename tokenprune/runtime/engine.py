@@ -1,6 +1,7 @@
 """The pruning runtime: hooks that prune at prefill and keep masks/positions consistent at every decode step."""
 from __future__ import annotations
 
+import copy
 import functools
 import time
 from dataclasses import dataclass
@@ -20,7 +21,11 @@ from .features import FeatureCapture
 from .hooks import HookSet
 from .items import MediaItem, find_items
 from .stage import StageResult, run_stage
-from .state import CallState, Segment, StageRecord
+from .state import CallContext, CallState, Segment, StageRecord
+
+
+#: the instance attribute holding a model's handle
+HANDLE_ATTR = "_tokenprune_handle"
 
 
 @dataclass(frozen=True)
@@ -38,15 +43,11 @@ class Runtime(FeatureCapture):
     def __init__(self, model: torch.nn.Module, adapter: Adapter, config: PruneConfig) -> None:
         self.model, self.adapter, self.config = model, adapter, config
         self.hooks = HookSet()
-        self.state: CallState | None = None
+        self.local = CallContext()  # per-thread, per-call state: one model can serve several threads
         self.last_state: CallState | None = None
-        self._pending: dict[str, Any] | None = None
-        self._vision_block_input: tuple[torch.Tensor, dict] | None = None
-        self._session: dict[int, StageResult] | None = None
         self._layer_stage = {s.layer: i for i, s in enumerate(config.stages) if s.layer is not None}
         self._auto = next((i for i, s in enumerate(config.stages) if s.at == AUTO), None)
         self.auto_layer: int | None = None  # the resolved entropy-collapse layer, once known
-        self._bypass = False
         self.stage_callbacks: list[Callable[[StageTiming], None]] = []
         self._captures: set[str] = set().union(*(s.captures() for s in config.stages))
         if "vision_attention" in self._captures and not adapter.supports_cls_attention:
@@ -56,7 +57,10 @@ class Runtime(FeatureCapture):
                 f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_cls_attention)}")
 
     # -- attach / detach ----------------------------------------------------------------------------------
-    def attach(self) -> None:
+    def attach(self, handle: Any = None) -> None:
+        """Installs every hook and patch on this model instance; ``handle`` is kept on the model (so that it lives
+        exactly as long as the model: no global registry keeps a dropped model alive)."""
+        self.handle = handle if handle is not None else getattr(self, "handle", None)
         a = self.adapter
         self.hooks.pre_hook(a.vlm, self._vlm_pre)
         self.hooks.pre_hook(a.lm, self._lm_pre)
@@ -71,15 +75,31 @@ class Runtime(FeatureCapture):
         if hasattr(a.vlm, "get_placeholder_mask"):
             self.hooks.patch(a.vlm, "get_placeholder_mask", self._wrap_placeholder(a.vlm.get_placeholder_mask))
         self.hooks.patch(self.model, "generate", self._wrap_generate(self.model.generate))
+        self.hooks.patch(self.model, HANDLE_ATTR, self.handle)
+        self.hooks.patch(self.model, "__deepcopy__", self._deepcopy)
+        self.hooks.patch(self.model, "__reduce_ex__", self._refuse_pickle)
         a.attach_extras(self)
+
+    def _deepcopy(self, memo: dict) -> Any:
+        """``copy.deepcopy`` of an attached model: a plain copy (no hooks, no wrappers of this handle)."""
+        self.hooks.remove()
+        try:
+            return copy.deepcopy(self.model, memo)
+        finally:
+            self.attach()
+
+    @staticmethod
+    def _refuse_pickle(protocol: int) -> Any:
+        raise InputError("model: pickling (torch.save) a model with a tokenprune handle attached would save its hooks; "
+                         "call handle.remove() first, or save model.state_dict() / save_pretrained()")
 
     def detach(self) -> None:
         self.hooks.remove()
-        self.state = self._pending = self._session = None
+        self.local.state = self.local.pending = self.local.session = None
 
     def current_compaction(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """``(dense_idx, valid)`` of the segment the running layer belongs to, ``None`` when uncompacted."""
-        seg = self.state.current if self.state is not None else None
+        seg = self.local.state.current if self.local.state is not None else None
         return (seg.dense_idx, seg.valid) if seg is not None else None
 
     # -- wrappers -----------------------------------------------------------------------------------------
@@ -98,25 +118,43 @@ class Runtime(FeatureCapture):
     def _wrap_generate(self, fn: Any) -> Any:
         @functools.wraps(fn)
         def generate(*args: Any, **kwargs: Any) -> Any:
-            self._session = {}
+            self._check_generate(kwargs)
+            self.local.session = {}
             try:
                 return fn(*args, **kwargs)
             finally:
-                self._session = None
+                self.local.session = None
 
         return generate
+
+    def _check_generate(self, kwargs: dict) -> None:
+        """Refuses generate() modes that pruning would make silently wrong."""
+        gc = kwargs.get("generation_config")
+        for key in ("assistant_model", "prompt_lookup_num_tokens", "assistant_early_exit"):
+            if kwargs.get(key) is not None or getattr(gc, key, None) is not None:
+                raise InputError(f"{key}: assisted/speculative decoding is not supported while pruning (the first "
+                                 f"forward holds draft tokens and rejected drafts crop the pruned cache by dense "
+                                 f"lengths); call handle.remove() or use plain decoding")
+        cache = kwargs.get("past_key_values")
+        st = self.local.state
+        if cache is not None and cache.get_seq_length() > 0 and st is not None and st.owns(cache) \
+                and st.segments and st.segments[0].via_lm:
+            raise InputError("past_key_values: this cache comes from a call pruned before the language model, so "
+                             "it is shorter than the conversation and generate() would re-feed part of it; run the "
+                             "whole conversation without past_key_values (or prune at an LM layer, whose cache "
+                             "continues exactly)")
 
     # -- hooks --------------------------------------------------------------------------------------------
     def _vlm_pre(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
         cache = kwargs.get("past_key_values")
         if cache is None or cache.get_seq_length() == 0:
             ids = kwargs.get("input_ids", args[0] if args else None)
-            self._pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": {}, "grids": {}}
+            self.local.pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": {}, "grids": {}}
             for modality, out in (kwargs.get("mm_encoder_outputs") or {}).items():
                 if out is not None:
                     self._add_record(modality, self._record_for(modality, out))
             return None
-        st = self.state
+        st = self.local.state
         if st is not None and st.segments and kwargs.get("position_ids") is None and st.owns(cache):
             emb = kwargs.get("inputs_embeds")
             ref = emb if emb is not None else kwargs.get("input_ids", args[0] if args else None)
@@ -126,14 +164,14 @@ class Runtime(FeatureCapture):
         return None
 
     def _lm_pre(self, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        if self._bypass:
+        if self.local.bypass:
             return None
         cache = kwargs.get("past_key_values")
         if cache is None or cache.get_seq_length() == 0:
-            pending, self._pending = self._pending, None
-            self.state = None
+            pending, self.local.pending = self.local.pending, None
+            self.local.state = None
             return self._prefill(pending, args, kwargs, cache)
-        st = self.state
+        st = self.local.state
         if st is None or not st.segments:
             return None
         if not st.owns(cache):
@@ -142,15 +180,15 @@ class Runtime(FeatureCapture):
         return self._decode_step(st, args, kwargs)
 
     def _lm_post(self, module: Any, args: tuple, output: Any) -> None:
-        st = self.state
+        st = self.local.state
         if st is not None and st.phase == "prefill":
             st.bind_cache(getattr(output, "past_key_values", None))  # the LM may have created the cache itself
             st.phase = "decode"
             st.current = None
 
     def _layer_pre(self, i: int, module: Any, args: tuple, kwargs: dict) -> tuple[tuple, dict] | None:
-        st = self.state
-        if st is None or self._bypass:
+        st = self.local.state
+        if st is None or self.local.bypass:
             return None
         seg = st.segment_for_layer(i)
         if st.phase == "prefill":
@@ -200,7 +238,7 @@ class Runtime(FeatureCapture):
         st.bind_cache(cache)
         if self._auto is not None and self.auto_layer is None and any(images):
             self._resolve_auto(kwargs, images)
-        self.state = self.last_state = st
+        self.local.state = self.last_state = st
         first = self.config.stages[0]
         if first.at == PRE_LLM:
             pos = kwargs.get("position_ids")
@@ -217,11 +255,11 @@ class Runtime(FeatureCapture):
 
     def _resolve_auto(self, kwargs: dict, images: list[list[MediaItem]]) -> None:
         """Places the ``auto`` stage at the Entropy Collapse Layer (once per handle)."""
-        self._bypass = True
+        self.local.bypass = True
         try:
             self.auto_layer, _ = entropy_collapse_layer(self.adapter.lm, self.adapter.num_layers, kwargs, images)
         finally:
-            self._bypass = False
+            self.local.bypass = False
         self._layer_stage[self.auto_layer] = self._auto
 
     def _layer_stage_prefill(self, st: CallState, i: int, hidden: torch.Tensor, kwargs: dict) -> torch.Tensor:
@@ -246,8 +284,8 @@ class Runtime(FeatureCapture):
         valid = st.current_valid()
         n_images = [len(r) for r in st.images]
         frozen = None
-        if self._session is not None and stage_index in self._session:
-            cand = self._session[stage_index]
+        if self.local.session is not None and stage_index in self.local.session:
+            cand = self.local.session[stage_index]
             if [len(r) for r in cand.selections] == n_images:
                 frozen = cand
         gen = torch.Generator().manual_seed(self.config.seed * 1000 + stage_index)
@@ -268,8 +306,8 @@ class Runtime(FeatureCapture):
             for row, sels in zip(st.images, res.selections):
                 for im, sel in zip(row, sels):
                     im.alive = im.alive[sel]
-            if self._session is not None:
-                self._session[stage_index] = res
+            if self.local.session is not None:
+                self.local.session[stage_index] = res
         st.records.append(StageRecord(
             stage_index=stage_index, at=layer if stage.at == AUTO else stage.at, visual_in=visual_in,
             kept=[sum(im.alive.numel() for im in row) for row in st.images],
@@ -316,5 +354,5 @@ class Runtime(FeatureCapture):
     # -- attention scoring --------------------------------------------------------------------------------
     def _attention(self, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor], hidden: torch.Tensor,
                    view: TokenView, query: str) -> torch.Tensor:
-        cache = self._cache_of(self.state) if self.state is not None else None
+        cache = self._cache_of(self.local.state) if self.local.state is not None else None
         return layer_attention(self.adapter, cache, layer, cos_sin, hidden, view, query)

@@ -12,18 +12,17 @@ from ..errors import InputError
 class FeatureCapture:
     """Mixin of :class:`~tokenprune.runtime.engine.Runtime`: wraps ``get_*_features`` and keeps, per item, what the
     stages need. Records travel with the feature outputs, so generate()'s precomputed ``mm_encoder_outputs``
-    (regrouped per sample for beams) are followed. Expects ``adapter``, ``_captures``, ``_pending`` and
-    ``_vision_block_input`` on the instance."""
+    (regrouped per sample for beams) are followed. Expects ``adapter``, ``_captures`` and ``local`` (a
+    :class:`~tokenprune.runtime.state.CallContext`) on the instance."""
 
     adapter: Any
     _captures: set[str]
-    _pending: dict[str, Any] | None
-    _vision_block_input: tuple[torch.Tensor, dict] | None
+    local: Any
 
     def _wrap_features(self, modality: str, fn: Any) -> Any:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            self._vision_block_input = None
+            self.local.vision_block_input = None
             out = fn(*args, **kwargs)
             pixels = kwargs.get(f"pixel_values{'_videos' if modality == 'video' else ''}", args[0] if args else None)
             grid = kwargs.get(f"{modality}_grid_thw", args[1] if len(args) > 1 else None)
@@ -31,14 +30,14 @@ class FeatureCapture:
             # generate() computes features before the first forward and passes them as mm_encoder_outputs:
             # the record travels with them
             out.__dict__["_tokenprune_record"] = rec
-            if self._pending is not None:
+            if self.local.pending is not None:
                 self._add_record(modality, rec)
             return out
 
         return wrapper
 
     def _capture_vision_block(self, module: Any, args: tuple, kwargs: dict) -> None:
-        self._vision_block_input = (args[0] if args else kwargs["hidden_states"], kwargs)
+        self.local.vision_block_input = (args[0] if args else kwargs["hidden_states"], kwargs)
 
     def _feature_record(self, modality: str, out: Any, pixel_values: Any = None, grid: Any = None) -> dict:
         """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks."""
@@ -51,7 +50,7 @@ class FeatureCapture:
                 rec["padding"] = pad
         if "vision_attention" in self._captures:
             with torch.no_grad():
-                att = self.adapter.cls_attention(out, grid, self._vision_block_input)
+                att = self.adapter.cls_attention(out, grid, self.local.vision_block_input)
             if att is None or [a.numel() for a in att] != counts:
                 raise InputError(f"{modality}: vision-tower attention cannot be aligned with the visual tokens "
                                  f"(needs a single int vision_feature_layer and unpacked features, computed by the "
@@ -80,7 +79,7 @@ class FeatureCapture:
                 "grids": pick(rec["grids"]), "keys": keys}
 
     def _add_record(self, modality: str, rec: dict) -> None:
-        p = self._pending
+        p = self.local.pending
         p["counts"].setdefault(modality, []).extend(rec["counts"])
         for key in ("padding", "vision", "grids"):
             items = rec[key] if rec[key] is not None else [None] * len(rec["counts"])

@@ -1,6 +1,7 @@
 """Per-call pruning state: what was kept where, the compacted segments, and decode bookkeeping."""
 from __future__ import annotations
 
+import threading
 import weakref
 from dataclasses import dataclass, field
 from typing import Any
@@ -74,3 +75,15 @@ class CallState:
 
     def current_valid(self) -> torch.Tensor:
         return self.last.valid if self.last is not None else self.dense_valid
+
+
+class CallContext(threading.local):
+    """What a runtime knows about the call in flight, one per thread: the pending prefill inputs, the current
+    :class:`CallState`, the generate() session (selections frozen for no-cache recomputation), the captured vision
+    block input, and whether hooks are bypassed (the auto-layer's dense pass)."""
+
+    pending: dict[str, Any] | None = None
+    state: CallState | None = None
+    session: dict[int, Any] | None = None
+    vision_block_input: tuple[torch.Tensor, dict] | None = None
+    bypass: bool = False

@@ -9,9 +9,15 @@ from .view import TokenView
 
 @SCORERS.register("random")
 def random_scores(view: TokenView) -> torch.Tensor:
-    """Uniform random scores from the config's seeded generator (same seed -> same selection)."""
+    """Uniform random scores, seeded per row from the config's seed and the stage: a row's selection depends on its
+    own items only, never on its position in the batch (same seed -> same selection)."""
     b, v = view.visual_index.shape
-    return torch.rand(b, v, generator=view.generator).to(view.hidden.device)
+    seed, dev = view.generator.initial_seed(), view.generator.device
+    out = torch.zeros(b, v)
+    for r in range(b):
+        n = int(view.visual_mask[r].sum())
+        out[r, :n] = torch.rand(n, generator=torch.Generator(device=dev).manual_seed(seed), device=dev).cpu()
+    return out.to(view.hidden.device)
 
 
 @SCORERS.register("uniform")
