@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from tokenprune.results import write_json
+from tokenprune.results import model_identity, write_json
 
 
 def worker(model_dir: str, n: int) -> dict:
@@ -85,7 +85,8 @@ def main(argv: list[str] | None = None) -> dict | None:
                   f"tok/s  accuracy {r['accuracy']:.3f}", flush=True)
     for r in rows:
         r["speedup"] = rows[0]["wall_s"] / r["wall_s"]
-    result = {"model": str(src), "threads": os.cpu_count(), "rows": rows}
+    result = {"model": model_identity(src, "embedded" if args.model == "embedded" else None),
+              "threads": os.cpu_count(), "rows": rows}
     return write_json(args.out, result)
 
 

@@ -14,3 +14,17 @@ def write_json(path: str | None, result: dict[str, Any], indent: int = 1) -> dic
             json.dump(result, f, indent=indent)
         os.replace(path + ".partial", path)
     return result
+
+
+def model_identity(path: str, name: str | None = None) -> dict[str, str]:
+    """What a results file records about a model folder: a name and a content hash of its weights (sha256 of the
+    ``*.safetensors`` files in name order, first 16 hex digits) — never a local path."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for f in sorted(os.listdir(path)):
+        if f.endswith(".safetensors"):
+            with open(os.path.join(path, f), "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+    return {"name": name or os.path.basename(os.path.normpath(path)), "weights_sha256": h.hexdigest()[:16]}

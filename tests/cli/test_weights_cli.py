@@ -67,3 +67,33 @@ def test_prune_weights_cli_missing_or_unsupported_model(tmp_path, capsys):
                                  vocab_size=50)).save_pretrained(d)
     assert main(["prune-weights", str(d), str(tmp_path / "o"), "--mlp", "0.2"]) == 2
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("name, text, message", [
+    ("missing.yaml", None, "--config (config): cannot read"),
+    ("bad.yaml", "weights: {mlp: [0.2\n", "is not valid YAML"),
+    ("bad.json", "{weights:", "is not valid JSON"),
+    ("types.yaml", "weights: {mlp: 0.2, blocks: 1.5}\n", "blocks: got 1.5; allowed: an int"),
+    ("types2.yaml", "weights: {mlp: high}\n", "mlp: got 'high'; allowed: a number"),
+    ("list.yaml", "weights: [1, 2]\n", "weights: expected a mapping"),
+])
+def test_prune_weights_bad_config_files(saved, tmp_path, capsys, name, text, message):
+    """Config problems end in one clear line and exit 2, before calibration, writing nothing."""
+    cfg = tmp_path / name
+    if text is not None:
+        cfg.write_text(text)
+    out = tmp_path / "pruned"
+    assert main(["prune-weights", str(saved), str(out), "--config", str(cfg)]) == 2
+    assert message in capsys.readouterr().out
+    assert not out.exists()
+
+
+def test_prune_weights_truncated_weights(saved, tmp_path, capsys):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(saved, broken)
+    w = broken / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    assert main(["prune-weights", str(broken), str(tmp_path / "o"), "--mlp", "0.2"]) == 2
+    assert "model: cannot load" in capsys.readouterr().out

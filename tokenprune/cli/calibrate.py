@@ -22,7 +22,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace, console: Console) -> int:
     import os
 
-    from transformers import AutoModelForImageTextToText, AutoProcessor
+    from .loading import load_local
 
     from ..calibrate import fit_position_trend, load_images, processor_batches, save_calibration
     from ..errors import InputError
@@ -31,8 +31,7 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise InputError(f"model: {args.model!r} is not a model folder (save_pretrained output with its processor)")
     if args.samples < 1:
         raise InputError(f"--samples: got {args.samples}; allowed: >= 1")
-    model = AutoModelForImageTextToText.from_pretrained(args.model, local_files_only=True).eval()
-    processor = AutoProcessor.from_pretrained(args.model, local_files_only=True)
+    model, processor = load_local(args.model)
     images = load_images(args.images, args.samples)
     with console.status(f"fitting the attention position trend at layer {args.layer} on {len(images)} images"):
         trend = fit_position_trend(model, processor_batches(processor, images), args.layer, args.query)

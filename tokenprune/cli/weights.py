@@ -13,7 +13,7 @@ from rich.table import Table
 from ..errors import ConfigError, InputError
 
 #: library parameter names -> this command's flags (error messages)
-FLAGS = {"source": "--calib-images", "samples": "--calib-samples"}
+FLAGS = {"source": "--calib-images", "samples": "--calib-samples", "config": "--config"}
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -38,11 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress
-    from transformers import AutoModelForImageTextToText, AutoProcessor
-
     from ..weights.backbone import backbone, supported
     from ..weights.export import export, prune
     from ..weights.pipeline import calibration_batches, load_pipeline_config
+    from .loading import load_local
 
     spec, tokens = load_pipeline_config(args.config) if args.config else load_pipeline_config({})
     overrides = {k: getattr(args, a) for k, a in [("mlp", "mlp"), ("kv_groups", "kv_groups"), ("q_heads", "q_heads"),
@@ -58,13 +57,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
         raise InputError(f"model: {args.model!r} is not a saved model folder (no config.json)")
     if os.path.exists(args.out) and (not os.path.isdir(args.out) or os.listdir(args.out)):
         raise ConfigError(f"out: {args.out!r} exists and is not an empty folder")
-    with open(os.path.join(args.model, "config.json")) as f:
-        model_type = json.load(f).get("model_type")
+    try:
+        with open(os.path.join(args.model, "config.json")) as f:
+            model_type = json.load(f).get("model_type")
+    except (OSError, ValueError, AttributeError) as e:
+        raise InputError(f"model: cannot read {args.model!r}/config.json ({e})") from e
     supported(model_type)
-    model = AutoModelForImageTextToText.from_pretrained(args.model, local_files_only=True).eval()
+    model, processor = load_local(args.model)
     bb = backbone(model)
     spec.validate_for(bb)  # before calibration, so a bad plan costs nothing and writes nothing
-    processor = AutoProcessor.from_pretrained(args.model, local_files_only=True)
     batches = calibration_batches(processor, args.calib_images, args.calib_samples)
     dense_params = sum(p.numel() for p in model.parameters())
     dense_kv = 2 * len(bb.layers) * bb.kv_heads * bb.head_dim

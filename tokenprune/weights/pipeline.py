@@ -23,13 +23,20 @@ from .plan import WeightPlan, WeightSpec
 def load_pipeline_config(source: str | Path | dict[str, Any]) -> tuple[WeightSpec, PruneConfig | None]:
     """(weight spec, token config or None) from a dict or a JSON/YAML file with ``weights`` and ``stages``."""
     if isinstance(source, (str, Path)):
-        text = Path(source).read_text()
-        if str(source).endswith((".yaml", ".yml")):
-            import yaml
+        try:
+            text = Path(source).read_text()
+        except OSError as e:
+            raise InputError(f"config: cannot read {str(source)!r} ({e.strerror or e})") from e
+        try:
+            if str(source).endswith((".yaml", ".yml")):
+                import yaml
 
-            data = yaml.safe_load(text)
-        else:
-            data = json.loads(text)
+                data = yaml.safe_load(text)
+            else:
+                data = json.loads(text)
+        except Exception as e:  # noqa: BLE001 - yaml.YAMLError / json.JSONDecodeError
+            kind = "YAML" if str(source).endswith((".yaml", ".yml")) else "JSON"
+            raise ConfigError(f"config: {str(source)!r} is not valid {kind} ({str(e).splitlines()[0]})") from e
     else:
         data = dict(source)
     if not isinstance(data, dict):
@@ -38,6 +45,8 @@ def load_pipeline_config(source: str | Path | dict[str, Any]) -> tuple[WeightSpe
     if unknown:
         raise ConfigError(f"pipeline config: unknown keys {sorted(unknown)}; allowed: weights, stages, seed, name")
     w = data.get("weights") or {}
+    if not isinstance(w, dict):
+        raise ConfigError(f"weights: expected a mapping of WeightSpec fields, got {type(w).__name__}")
     names = {f.name for f in fields(WeightSpec)}
     bad = set(w) - names
     if bad:
@@ -45,7 +54,9 @@ def load_pipeline_config(source: str | Path | dict[str, Any]) -> tuple[WeightSpe
     tokens = None
     if data.get("stages"):
         tokens = PruneConfig.from_dict({k: v for k, v in data.items() if k != "weights"})
-    return WeightSpec(**w), tokens
+    spec = WeightSpec(**w)
+    spec.check_types()
+    return spec, tokens
 
 
 def run_pipeline(model: Any, config: str | Path | dict[str, Any], batches: list[dict[str, Any]]) -> tuple[WeightPlan, Any]:

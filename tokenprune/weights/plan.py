@@ -38,7 +38,23 @@ class WeightSpec:
     bias_compensation: bool | None = None
     hidden: float = 0.0
 
+    def check_types(self) -> None:
+        """Type checks that need no model (run on loading a config, before any calibration)."""
+        for name in ("kv_groups", "q_heads", "blocks", "attn_layers", "multiple"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise ConfigError(f"{name}: got {v!r}; allowed: an int")
+        for name in ("mlp", "hidden"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, float)):
+                raise ConfigError(f"{name}: got {v!r}; allowed: a number")
+        if not isinstance(self.bias_compensation, bool) and self.bias_compensation is not None:
+            raise ConfigError(f"bias_compensation: got {self.bias_compensation!r}; allowed: true or false")
+        if not isinstance(self.method, str) or not isinstance(self.export, str):
+            raise ConfigError(f"method/export: got {self.method!r}/{self.export!r}; allowed: strings")
+
     def validate_for(self, bb: Backbone) -> None:
+        self.check_types()
         L, kv, rep = len(bb.layers), bb.kv_heads, bb.heads // bb.kv_heads
         if self.hidden:
             raise ConfigError(f"hidden: got {self.hidden}; the hidden size is never pruned (the vision projector "
