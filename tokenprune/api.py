@@ -9,7 +9,8 @@ import torch.nn as nn
 from .adapters import get_adapter
 from .config import PruneConfig
 from .errors import AlreadyAttachedError, ConfigError
-from .runtime.engine import HANDLE_ATTR, Runtime, StageTiming
+from .runtime.engine import HANDLE_ATTR, Runtime
+from .runtime.prefill import StageTiming
 from .stats import PruneStats, build_stats
 
 class PruneHandle:

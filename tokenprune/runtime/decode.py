@@ -1,0 +1,31 @@
+"""Decode steps: masks and positions consistent with each layer's (pruned) cache."""
+from __future__ import annotations
+
+
+import torch
+
+from ..errors import InputError
+from .state import CallState
+
+
+class Decode:
+    """Mixin of :class:`~tokenprune.runtime.engine.Runtime`: what happens in each forward after the prefill."""
+
+    def _decode_step(self, st: CallState, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        emb = kwargs["inputs_embeds"]
+        q = emb.shape[1]
+        mask = kwargs.get("attention_mask")
+        if mask is not None:
+            if mask.dim() != 2:
+                raise InputError("attention_mask: prepared 4-D masks are not supported while pruning")
+            tail = mask[:, st.dense_len:].bool()
+        else:
+            tail = torch.ones(st.batch, st.dense_seen + q - st.dense_len, dtype=torch.bool, device=emb.device)
+        if tail.shape[0] != st.batch:
+            raise InputError(f"batch size changed from {st.batch} to {tail.shape[0]} during decoding")
+        st.step_tail, st.step_masks = tail, {}
+        st.dense_seen += q
+        first = st.segments[0]
+        if first.via_lm:
+            kwargs["attention_mask"] = torch.cat([first.valid, tail], dim=1).long()
+        return args, kwargs
