@@ -76,3 +76,36 @@ def mrope_admission_positions(num_tokens: int, items: list[tuple[int, int, int, 
         st = offset + length
     chunks.append(torch.arange(num_tokens - st).expand(3, -1) + nxt)
     return torch.cat(chunks, 1), nxt + (num_tokens - st) - num_tokens
+
+
+def recompute_media_positions(input_ids: torch.Tensor, rows: list[torch.Tensor], positions: torch.Tensor,
+                              num_computed: int, media_ids: tuple[int, ...]) -> tuple[torch.Tensor, int]:
+    """M-RoPE positions ``[3, N]`` with the media placeholders filled by this step's rows set to their item's start
+    plus each row's relative ``(t, h, w)`` (the first three of the four channels the model appends); returns them and
+    the delta of the generated tokens.
+
+    The rows of a step fill the first placeholders not yet computed, in order (what vLLM passes under chunked prefill
+    and prefix caching, a partial item included). An item starts one past the token before its placeholders (its
+    vision-start token, placed by the admission positions and never moved), so no step needs to have seen that token
+    — unlike vLLM's EVS update, which fails when the computed prefix ends right after it."""
+    ids = input_ids.to(positions.device)
+    is_media = torch.zeros_like(ids, dtype=torch.bool)
+    for m in media_ids:
+        is_media |= ids == m
+    slots = is_media.nonzero().squeeze(1)
+    total = sum(int(r.shape[0]) for r in rows)
+    out = positions.clone()
+    if total:
+        first = int((slots < num_computed).sum())
+        if first + total > slots.numel():
+            raise InternalError(f"{total} media rows for {slots.numel() - first} open placeholders")
+        which = slots[first:first + total]
+        starts = torch.ones_like(is_media)
+        starts[1:] = ~is_media[:-1] | (ids[1:] != ids[:-1])  # a placeholder run (one item) starts here
+        run_start = torch.cummax(torch.where(starts & is_media, torch.arange(ids.numel(), device=ids.device), 0),
+                                 0).values[which]
+        base = torch.where(run_start > 0, positions[0, (run_start - 1).clamp(min=0)] + 1, 0)
+        rel = torch.cat(rows).to(positions.device)[:, :3].round().long()
+        out[:, which] = (base[:, None] + rel).T.to(out.dtype)
+    n = ids.numel()
+    return out, int(out.max()) + 1 - n if n else 0

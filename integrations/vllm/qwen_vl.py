@@ -20,7 +20,7 @@ from vllm.multimodal.processing import PromptReplacement
 from ...errors import ConfigError
 from .common import config_from_env, num_kept, select
 from .cpu_runner import request_pruning_plumbing
-from .positions import mrope_admission_positions
+from .positions import mrope_admission_positions, recompute_media_positions
 
 
 def media_positions(grid_thw: list[int], merge: int, t_scale: float = 1.0) -> torch.Tensor:
@@ -88,6 +88,19 @@ class _PrunedMedia:
         items = [(o, length[o], t, h, w, f) for o, t, h, w, f in self.iter_mm_grid_thw(mm_features)]
         return mrope_admission_positions(len(input_tokens), items)
 
+    def recompute_mrope_positions(self, input_ids, multimodal_embeddings, mrope_positions, num_computed_tokens):
+        """Positions of this step's media rows from the four channels :meth:`embed_multimodal` appends (and the rows
+        without them). Replaces vLLM's EVS update, which assumes pruned videos and takes the engine down when the
+        computed prefix ends right after ``<|vision_start|>``."""
+        if self._tp_config is None:
+            return super().recompute_mrope_positions(input_ids, multimodal_embeddings, mrope_positions,
+                                                     num_computed_tokens)
+        ids = input_ids if isinstance(input_ids, torch.Tensor) else torch.tensor(input_ids, dtype=torch.long)
+        positions, delta = recompute_media_positions(ids, [mm[:, -4:] for mm in multimodal_embeddings],
+                                                     mrope_positions, num_computed_tokens,
+                                                     (self.config.image_token_id, self.config.video_token_id))
+        return [mm[:, :-4] for mm in multimodal_embeddings], positions, delta
+
     def embed_multimodal(self, **kwargs: object):
         if self._tp_config is None:
             return super().embed_multimodal(**kwargs)
@@ -115,9 +128,6 @@ class TokenpruneQwen2VL(_PrunedMedia, Qwen2VLForConditionalGeneration):
     def __init__(self, *, vllm_config, prefix: str = "") -> None:  # vLLM passes arguments by this signature
         super().__init__(vllm_config=vllm_config, prefix=prefix)
         self._tp_setup(vllm_config)
-
-    # the position bookkeeping after pruning is the family-independent one Qwen2.5-VL's model carries
-    recompute_mrope_positions = Qwen2_5_VLForConditionalGeneration.recompute_mrope_positions
 
 
 @MULTIMODAL_REGISTRY.register_processor(TokenpruneQwen2_5_VLProcessor, info=Qwen2_5_VLProcessingInfo,

@@ -5,7 +5,8 @@ import torch
 
 from tokenprune.errors import InternalError
 
-from tokenprune.integrations.vllm.positions import admission_positions, index_channels, kept_positions, split_index
+from tokenprune.integrations.vllm.positions import (admission_positions, index_channels, kept_positions,
+                                                    mrope_admission_positions, split_index)
 
 IMG = 9
 
@@ -105,3 +106,38 @@ def test_mrope_admission_positions_keep_text_at_dense_positions():
     assert video[0].tolist() == [0, 0, 2, 2]
     with pytest.raises(InternalError, match="placeholders"):
         mrope_admission_positions(10, [(0, 7, 1, 2, 3, 1.0)])
+
+
+def _qwen_prompt(pad: int, kept: int, vs: int = 152, img: int = 150, ve: int = 153) -> list[int]:
+    return [5] * (2 + pad) + [vs] + [img] * kept + [ve] + [6] * 4
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 5, 8])
+@pytest.mark.parametrize("pad", range(8))
+def test_recompute_media_positions_at_every_boundary(chunk, pad):
+    """Chunked prefill (or a prefix-cache hit: the first step starts at ``num_computed``) with the step boundary at
+    every offset around ``<|vision_start|>``: the positions end equal to placing every kept row at once."""
+    from tokenprune.integrations.vllm.positions import recompute_media_positions
+
+    rel = torch.tensor([[0, 0, 1], [0, 1, 0], [0, 2, 3], [0, 3, 3]])  # kept (t, h, w) of a 1x4x4 image
+    ids = torch.tensor(_qwen_prompt(pad, len(rel)))
+    offset = 3 + pad
+    pos, delta = mrope_admission_positions(len(ids), [(offset, len(rel), 1, 4, 4, 1.0)])
+    rows = torch.cat([rel.float(), torch.full((len(rel), 1), 4.0)], 1)
+    expect = pos.clone()
+    expect[:, offset:offset + len(rel)] = (offset + rel).T
+    for start in range(0, len(ids), chunk) if chunk > 1 else [0]:
+        step = range(start, min(start + chunk, len(ids))) if chunk > 1 else range(len(ids))
+        mine = [j - offset for j in step if offset <= j < offset + len(rel)]
+        pos, d = recompute_media_positions(ids, [rows[mine]] if mine else [], pos, start, (150, 151))
+    assert torch.equal(pos, expect)
+    assert d == delta == int(expect.max()) + 1 - len(ids)
+
+
+def test_recompute_media_positions_refuses_extra_rows():
+    from tokenprune.integrations.vllm.positions import recompute_media_positions
+
+    ids = torch.tensor(_qwen_prompt(0, 2))
+    pos, _ = mrope_admission_positions(len(ids), [(3, 2, 1, 2, 2, 1.0)])
+    with pytest.raises(InternalError, match="open placeholders"):
+        recompute_media_positions(ids, [torch.zeros(3, 4)], pos, 0, (150, 151))

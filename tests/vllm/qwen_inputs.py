@@ -7,6 +7,7 @@ from pathlib import Path
 IMAGE_TOKENS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]  # ids 150..153
 WORDS = ["USER", "ASSISTANT", ":", "describe", "the", "image", "what", "is", "left", "of", "."]
 QUESTIONS = ["describe the image .", "what is left of the image .", "describe the image", "what is the image ."]
+FILLER = ["describe", "the", "image", "."]
 SIZES = [(112, 112), (84, 112), None, (112, 56)]  # (h, w) pixels → 16, 12, (text only), 8 LLM tokens
 
 
@@ -62,4 +63,20 @@ def prompts(n: int, long: bool = False):
             continue
         img = Image.fromarray(np.random.default_rng(i).integers(0, 255, (*size, 3), dtype=np.uint8))
         out.append((f"USER : <|vision_start|><|image_pad|><|vision_end|> {q} ASSISTANT :", img))
+    return out
+
+
+def sweep_prompts(offsets: int, seed: int = 0):
+    """(text, image) pairs whose ``<|vision_start|>`` sits at token index 2, 3, ..., 2 + offsets - 1 (``USER :``
+    then filler words): every offset of a chunk or of a prefix-cache block. ``seed`` picks the images."""
+    import numpy as np
+    from PIL import Image
+
+    out = []
+    for k in range(offsets):
+        img = Image.fromarray(np.random.default_rng(100 + seed * 1000 + k).integers(0, 255, (112, 112, 3),
+                                                                                    dtype=np.uint8))
+        filler = " ".join(FILLER[i % len(FILLER)] for i in range(k))
+        text = f"USER : {filler} <|vision_start|><|image_pad|><|vision_end|> what is the image . ASSISTANT :"
+        out.append((" ".join(text.split()), img))
     return out

@@ -1,9 +1,10 @@
 """Offline vLLM generation for the tests, greedy, float32; prints one RESULT line.
 
-    runner.py MODEL_DIR N MAX_TOKENS [shapes|qwen|qwen_long]
+    runner.py MODEL_DIR N MAX_TOKENS [shapes|qwen|qwen_long|qwen_sweep]
 
 ``shapes``: ShapesVQA test questions (LLaVA); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py`` (``qwen_long``:
-with 32 more words after the image).
+with 32 more words after the image; ``qwen_sweep``: ``<|vision_start|>`` at N successive offsets, the second pass with
+other images). ``TOKENPRUNE_TEST_SEQUENTIAL=1``: one request at a time.
 ``TOKENPRUNE_TEST_CHUNK=N``: chunked prefill, N tokens per step. ``TOKENPRUNE_TEST_TWICE=1``: generate the same
 prompts a second time in the same engine (prefix-cache hits) and report that run as well.
 """
@@ -17,11 +18,14 @@ def main() -> None:
 
     model_dir, n, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     kind = sys.argv[4] if len(sys.argv) > 4 else "shapes"
-    if kind in ("qwen", "qwen_long"):
-        from qwen_inputs import prompts
+    second = None
+    if kind in ("qwen", "qwen_long", "qwen_sweep"):
+        from qwen_inputs import prompts, sweep_prompts
 
-        prompts = [{"prompt": t, **({"multi_modal_data": {"image": img}} if img else {})}
-                   for t, img in prompts(n, long=kind == "qwen_long")]
+        pairs = sweep_prompts(n) if kind == "qwen_sweep" else prompts(n, long=kind == "qwen_long")
+        prompts = [{"prompt": t, **({"multi_modal_data": {"image": img}} if img else {})} for t, img in pairs]
+        if kind == "qwen_sweep":  # the second pass: the same texts with other images (cache hits end at the image)
+            second = [{"prompt": t, "multi_modal_data": {"image": img}} for t, img in sweep_prompts(n, seed=1)]
         extra = {"limit_mm_per_prompt": {"image": 1, "video": 0}}
     else:
         from tokenprune.shapesvqa import model as M
@@ -39,10 +43,16 @@ def main() -> None:
     llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=min(8, chunk or 8),
               seed=0, **extra)
     params = SamplingParams(temperature=0, max_tokens=max_tokens, logprobs=1)
-    outs = llm.generate(prompts, params)
+
+    def generate(batch):
+        if os.environ.get("TOKENPRUNE_TEST_SEQUENTIAL") == "1":  # one request at a time: chunk boundaries fixed
+            return [o for p in batch for o in llm.generate([p], params, use_tqdm=False)]
+        return llm.generate(batch, params)
+
+    outs = generate(prompts)
     result = {"prompt_tokens": [len(o.prompt_token_ids) for o in outs], **report(outs)}
     if os.environ.get("TOKENPRUNE_TEST_TWICE") == "1":
-        again = llm.generate(prompts, params)
+        again = generate(second or prompts)
         result["again"] = {**report(again), "cached_tokens": [o.num_cached_tokens or 0 for o in again]}
     print("RESULT " + json.dumps(result), flush=True)
 

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from .conftest import hf_generate, run_vllm, same_as_hf
-from .qwen_inputs import prompts, save_model
+from .qwen_inputs import prompts, save_model, sweep_prompts
 
 pytestmark = pytest.mark.vllm
 FAMILIES = ["qwen2_vl", "qwen2_5_vl"]
@@ -17,14 +17,33 @@ def qwen_dir(request, tmp_path_factory):
     return save_model(request.param, tmp_path_factory.mktemp(request.param))
 
 
-def hf_greedy(model_dir, config, n=4, max_tokens=4, long=False):
+def hf_greedy(model_dir, config, n=4, max_tokens=4, long=False, pairs=None):
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
     model = AutoModelForImageTextToText.from_pretrained(model_dir, dtype=torch.float32).eval()
     proc = AutoProcessor.from_pretrained(model_dir)
     inputs = [proc(images=[img] if img else None, text=[text], return_tensors="pt")
-              for text, img in prompts(n, long=long)]
+              for text, img in (pairs if pairs is not None else prompts(n, long=long))]
     return hf_generate(model, config, inputs, max_tokens)
+
+
+def test_vision_start_at_every_chunk_offset(qwen_dir):
+    """Chunked prefill in 8-token steps with ``<|vision_start|>`` at every offset of a step — including a step that
+    ends one past it, which crashed the engine core in vLLM's EVS position update: the answers equal the HF path."""
+    res = run_vllm(qwen_dir, CFG, kind="qwen_sweep", questions=8, chunk=8, sequential=True)
+    assert res["rc"] == 0, res["stdout"][-3000:] + res["stderr"][-3000:]
+    same_as_hf(res["result"], hf_greedy(qwen_dir, CFG, pairs=sweep_prompts(8)))
+
+
+def test_vision_start_at_every_prefix_cache_offset(qwen_dir):
+    """Each prompt twice with different images (prefix caching, 32-token blocks), ``<|vision_start|>`` at every
+    offset of the first block: the cache hit ends before, at, or one past it; the answers equal the HF path."""
+    res = run_vllm(qwen_dir, CFG, kind="qwen_sweep", questions=32, twice=True, sequential=True)
+    assert res["rc"] == 0, res["stdout"][-3000:] + res["stderr"][-3000:]
+    again = res["result"]["again"]
+    assert max(again["cached_tokens"]) >= 32  # the first block was a hit where the image starts after it
+    same_as_hf(res["result"], hf_greedy(qwen_dir, CFG, pairs=sweep_prompts(32)))
+    same_as_hf(again, hf_greedy(qwen_dir, CFG, pairs=sweep_prompts(32, seed=1)))
 
 
 def test_pruned_prompt_tokens_and_same_answers_as_hf(qwen_dir):
@@ -68,4 +87,4 @@ def test_cls_attention_is_refused_at_start_up(qwen_dir):
     res = run_vllm(qwen_dir, {"stages": [{"at": "pre_llm", "keep": 0.5, "scorer": "cls_attention"}]}, kind="qwen",
                    timeout=300)
     assert res["rc"] != 0 and res["result"] is None
-    assert "runs on vLLM's LLaVA only" in res["stdout"] + res["stderr"]
+    assert "served on vLLM's LLaVA only" in res["stdout"] + res["stderr"]
