@@ -20,7 +20,7 @@ for p in sorted(packages):
         continue
     if not os.path.realpath(mod.__file__).startswith(os.path.realpath(site)):
         bad.append(f"{p}: imported from {mod.__file__}, not from the installed wheel")
-eps = [ep for group in ("console_scripts", "vllm.general_plugins") for ep in entry_points(group=group)
+eps = [ep for group in ("console_scripts", "vllm.general_plugins", "lmms_eval.models") for ep in entry_points(group=group)
        if ep.value.startswith("tokenprune")]
 for ep in eps:
     try:
@@ -30,6 +30,6 @@ for ep in eps:
 assets = os.path.join(site, "tokenprune", "assets", "shapesvqa", "model.safetensors")
 if not os.path.isfile(assets):
     bad.append("the embedded model's weights are missing from the wheel")
-if bad or len(eps) < 2:
+if bad or len(eps) < 3:
     sys.exit("wheel check failed:\n  " + "\n  ".join(bad or [f"entry points found: {eps}"]))
 print(f"wheel check: {len(packages)} packages and {len(eps)} entry points import from the installed wheel")

@@ -61,7 +61,7 @@ def preset_config(name: str, keep: int, num_layers: int, layer: int | None = Non
     return PruneConfig.from_preset(name, num_layers=num_layers, keep=keep, **kw)
 
 
-def _answers(model: Any, inputs: list[dict[str, torch.Tensor]], vocab: list[str]) -> tuple[list[str], float]:
+def answers(model: Any, inputs: list[dict[str, torch.Tensor]], vocab: list[str]) -> tuple[list[str], float]:
     preds: list[str] = []
     total = 0.0
     for x in inputs:
@@ -95,7 +95,7 @@ def accuracy(model: Any, processor: Any, exs: list, inputs: list[dict[str, torch
     """Accuracy overall, per question kind and per question type, plus forward ms per sample."""
     vocab = processor.tokenizer.convert_ids_to_tokens(list(range(model.config.text_config.vocab_size)))
     with torch.no_grad():
-        preds, ms = _answers(model, inputs, vocab)
+        preds, ms = answers(model, inputs, vocab)
     res = {"accuracy": sum(p == e.qa.answer for p, e in zip(preds, exs)) / len(exs)}
     for k in sorted({e.qa.kind for e in exs}):
         idx = [i for i, e in enumerate(exs) if e.qa.kind == k]
