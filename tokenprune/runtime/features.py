@@ -22,8 +22,14 @@ class FeatureCapture:
     def _wrap_features(self, modality: str, fn: Any) -> Any:
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if self.local.in_features:  # Qwen3-VL's get_video_features calls get_image_features: record once
+                return fn(*args, **kwargs)
             self.local.vision_block_input = None
-            out = fn(*args, **kwargs)
+            self.local.in_features = True
+            try:
+                out = fn(*args, **kwargs)
+            finally:
+                self.local.in_features = False
             pixels = kwargs.get(f"pixel_values{'_videos' if modality == 'video' else ''}", args[0] if args else None)
             grid = kwargs.get(f"{modality}_grid_thw", args[1] if len(args) > 1 else None)
             rec = self._feature_record(modality, out, pixels, grid)

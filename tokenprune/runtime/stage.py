@@ -49,6 +49,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
     has_vision = any(im.vision is not None for row in images for im in row)
     vis_att = z(torch.float32) if has_vision else None
     pad = z(torch.bool) if any(im.padding is not None for row in images for im in row) else None
+    frame, cell = z(), z() - 1
     for r, row in enumerate(images):
         off = 0
         for j, im in enumerate(row):
@@ -56,6 +57,9 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
             sl = slice(off, off + m)
             vi[r, sl], vm[r, sl], iid[r, sl] = im.pos, True, j
             loc[r, sl] = torch.arange(m, device=dev)
+            if im.grid is not None:
+                per_frame = im.grid[1] * im.grid[2]
+                frame[r, sl], cell[r, sl] = im.alive // per_frame, im.alive % per_frame
             ilen[r, sl], bud[r, sl] = m, ks[r][j]
             if vis_att is not None:
                 if im.vision is None:
@@ -66,7 +70,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
             off += m
     view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, item_id=iid, local_index=loc, item_len=ilen,
                      budget=bud, valid=valid, layer=layer, generator=generator, _vision_attention=vis_att,
-                     _padding=pad)
+                     frame=frame, cell=cell, _padding=pad)
     if attention_fn is not None:
         view._attention_fn = lambda query: attention_fn(view, query)
     return view

@@ -87,3 +87,4 @@ class CallContext(threading.local):
     session: dict[int, Any] | None = None
     vision_block_input: tuple[torch.Tensor, dict] | None = None
     bypass: bool = False
+    in_features: bool = False

@@ -18,7 +18,9 @@ class TokenView:
     that sequence (rows padded; ``visual_mask`` marks real entries). ``item_id``: ``[B, V]`` which media item (image or
     video) of the row a token belongs to; ``local_index``/``item_len``/``budget``: a token's index inside its item,
     the item's current token count and its keep budget. ``valid``: ``[B, n]`` non-padding tokens. ``layer``: the LM
-    layer (``None`` for pre_llm). ``generator``: seeded RNG for stochastic scorers.
+    layer (``None`` for pre_llm). ``generator``: seeded RNG for stochastic scorers. ``frame``/``cell``: ``[B, V]`` a
+    token's frame (temporal patch) in its item and its spatial index in that frame's ``h × w`` grid (``cell = -1``
+    where the item's tokens form no grid, e.g. anyres crops with newline tokens).
     """
 
     hidden: torch.Tensor
@@ -31,6 +33,8 @@ class TokenView:
     valid: torch.Tensor
     layer: int | None
     generator: torch.Generator
+    frame: torch.Tensor | None = None
+    cell: torch.Tensor | None = None
     _attention_fn: Callable[[str], torch.Tensor] | None = None
     _vision_attention: torch.Tensor | None = None
     _padding: torch.Tensor | None = None

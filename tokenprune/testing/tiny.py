@@ -50,10 +50,11 @@ def make_model(family: str, attn: str = "sdpa", seed: int = 0, dtype: torch.dtyp
 
 @dataclass
 class Item:
-    """One image (``frames=1``) or video of a prompt."""
+    """One image or video of a prompt."""
 
     size: tuple[int, int] = (56, 56)  # (h, w) pixels (Qwen: multiple of 28)
     video: bool = False
+    frames: int = 2  # a Qwen video's temporal patches (2 frames each)
 
 
 def _pixels(family: str, model: Any, items: list[Item], gen: torch.Generator) -> dict[str, Any]:
@@ -64,7 +65,7 @@ def _pixels(family: str, model: Any, items: list[Item], gen: torch.Generator) ->
             its = [i for i in items if i.video == (kind == "video")]
             if not its:
                 continue
-            grid = torch.tensor([[2 if kind == "video" else 1, i.size[0] // 14, i.size[1] // 14] for i in its])
+            grid = torch.tensor([[i.frames if kind == "video" else 1, i.size[0] // 14, i.size[1] // 14] for i in its])
             patches = int(grid.prod(-1).sum())
             pv = torch.rand(patches, 3 * 2 * 14 * 14, generator=gen)
             key = "pixel_values" if kind == "image" else "pixel_values_videos"
@@ -107,7 +108,8 @@ def item_counts(family: str, model: Any, pixels: dict[str, Any]) -> dict[str, li
 
 def make_inputs(family: str, model: Any, prompts: list[list[Item]], text_len: tuple[int, int] = (5, 7),
                 padding: str = "left", seed: int = 0) -> dict[str, torch.Tensor]:
-    """A padded batch: each prompt is ``BOS, text, [vision_start] placeholders [vision_end], text`` per item."""
+    """A padded batch: each prompt is ``BOS, text, [vision_start] placeholders [vision_end], text`` per item (a
+    Qwen3-VL video: ``timestamp, vision_start, placeholders, vision_end`` per temporal patch)."""
     gen = torch.Generator().manual_seed(seed)
     flat = [it for p in prompts for it in p]
     pixels = _pixels(family, model, flat, gen) if flat else {}
@@ -122,8 +124,14 @@ def make_inputs(family: str, model: Any, prompts: list[list[Item]], text_len: tu
             k = next(it_vid) if it.video else next(it_img)
             tok = VIDEO if it.video else IMAGE
             pre, post = ([VSTART], [VEND]) if qwen else ([], [])
-            ids += pre + [tok] * k + post + torch.randint(3, 140, (2,), generator=gen).tolist()
-            tt += [0] * len(pre) + [2 if it.video else 1] * k + [0] * (len(post) + 2)
+            # Qwen3-VL: a video is one group per temporal patch, each after a timestamp token (as its processor)
+            groups = it.frames if it.video and family == "qwen3_vl" else 1
+            for g in range(groups):
+                stamp = [140 + g] if groups > 1 else []
+                ids += stamp + pre + [tok] * (k // groups) + post
+                tt += [0] * (len(stamp) + len(pre)) + [2 if it.video else 1] * (k // groups) + [0] * len(post)
+            ids += torch.randint(3, 140, (2,), generator=gen).tolist()
+            tt += [0] * 2
         ids += torch.randint(3, 140, (text_len[1],), generator=gen).tolist()
         tt += [0] * text_len[1]
         rows.append(ids)
