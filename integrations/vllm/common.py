@@ -3,6 +3,7 @@ the selection itself (``run_stage`` on one item's features, so both paths choose
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import Any
 
@@ -15,6 +16,29 @@ from ...registry import SCORERS, MethodSpec
 ENV = "TOKENPRUNE_VLLM_CONFIG"
 #: what the plugin can hand a scorer: vLLM computes (and caches) image embeddings without the prompt or the LM
 PROVIDES = frozenset({"features", "vision_attention"})
+
+
+class PruningMetrics:
+    """Per-process counters of what the plugin pruned (every media item it selects for), and one DEBUG log line per
+    item on the ``tokenprune.vllm`` logger — what an operator reads to see what pruning saves."""
+
+    def __init__(self) -> None:
+        self.items = self.tokens_in = self.tokens_kept = 0
+
+    def record(self, tokens_in: int, kept: int) -> None:
+        self.items += 1
+        self.tokens_in += tokens_in
+        self.tokens_kept += kept
+        LOG.debug("tokenprune: media item of %d visual tokens -> %d kept (process totals: %d items, %d -> %d)",
+                  tokens_in, kept, self.items, self.tokens_in, self.tokens_kept)
+
+    def snapshot(self) -> dict[str, float]:
+        return {"items": self.items, "visual_tokens_in": self.tokens_in, "visual_tokens_kept": self.tokens_kept,
+                "kept_fraction": self.tokens_kept / self.tokens_in if self.tokens_in else 1.0}
+
+
+LOG = logging.getLogger("tokenprune.vllm")
+METRICS = PruningMetrics()
 
 
 def config_from_env() -> PruneConfig | None:
@@ -99,6 +123,7 @@ def select(features: torch.Tensor, cfg: PruneConfig,
     n = features.shape[0]
     k = num_kept(n, cfg)
     dev = features.device
+    METRICS.record(n, k)
     if k == n:
         return features, torch.arange(n, device=dev)
     span = MediaItem(row=0, modality="image", pos=torch.arange(n, device=dev), alive=torch.arange(n, device=dev),

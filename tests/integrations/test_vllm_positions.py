@@ -141,3 +141,20 @@ def test_recompute_media_positions_refuses_extra_rows():
     pos, _ = mrope_admission_positions(len(ids), [(3, 2, 1, 2, 2, 1.0)])
     with pytest.raises(InternalError, match="open placeholders"):
         recompute_media_positions(ids, [torch.zeros(3, 4)], pos, 0, (150, 151))
+
+
+def test_pruning_metrics_count_and_log(caplog):
+    import logging
+
+    from tokenprune import PruneConfig
+    from tokenprune.integrations.vllm.common import METRICS, select
+
+    before = METRICS.snapshot()
+    cfg = PruneConfig.from_dict({"stages": [{"at": "pre_llm", "keep": 4, "scorer": "norm"}]})
+    with caplog.at_level(logging.DEBUG, logger="tokenprune.vllm"):
+        rows, index = select(torch.randn(16, 8), cfg)
+    after = METRICS.snapshot()
+    assert rows.shape[0] == 4 and index.numel() == 4
+    assert (after["items"] - before["items"], after["visual_tokens_in"] - before["visual_tokens_in"],
+            after["visual_tokens_kept"] - before["visual_tokens_kept"]) == (1, 16, 4)
+    assert "16 visual tokens -> 4 kept" in caplog.text
