@@ -152,3 +152,16 @@ def test_stage_timing_callback(family):
         model(**inputs)
     assert [(t.stage_index, t.at) for t in seen] == [(0, 1), (1, 2), (2, 3)]
     assert all(t.ms > 0 for t in seen)
+
+
+def test_pyramiddrop_keep_64_on_576_token_images():
+    """On the embedded model (576 tokens per image): keep=64 keeps 256, 128, 64 at the three stages."""
+    from tokenprune.apps.quality import prepare
+    from tokenprune.shapesvqa import model as M
+
+    model, processor = M.load("embedded")
+    _, inputs = prepare(processor, "test", 2, 2)
+    with tp.pruned(model, "pyramiddrop", keep=64) as h:
+        model(**inputs[0])
+        per_stage = [s.kept for s in h.stats.stages]
+    assert per_stage == [[256, 256], [128, 128], [64, 64]]
