@@ -25,3 +25,14 @@ def test_cli_bad_arguments_exit_nonzero():
     assert r.returncode == 2 and "--repeats" in r.stdout
     r = subprocess.run([sys.executable, "-m", "tokenprune.cli", "nope"], capture_output=True, text=True)
     assert r.returncode != 0
+
+
+def test_lmms_backend_without_lmms_eval_explains(tmp_path, capsys):
+    import importlib.util
+
+    import pytest
+
+    if importlib.util.find_spec("lmms_eval") is not None:
+        pytest.skip("lmms-eval is installed here")
+    assert main(["eval", "--backend", "lmms-eval", "--limit", "2", "--out", str(tmp_path / "r.json")]) == 2
+    assert "setup_lmms.sh" in capsys.readouterr().out

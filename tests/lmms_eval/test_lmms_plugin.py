@@ -108,3 +108,20 @@ def test_the_entry_point_registers_the_model():
     from lmms_eval.models import get_model
 
     assert get_model("tokenprune").__name__ == "TokenpruneLMM"
+
+
+def test_eval_sweep_through_lmms_eval(tmp_path, capsys):
+    """``tokenprune eval --backend lmms-eval``: the harness's outputs (JSON, CSV, plots) from lmms-eval runs; a task
+    that fails makes the command exit non-zero."""
+    from tokenprune.cli import main
+
+    out = tmp_path / "r.json"
+    assert main(["eval", "--backend", "lmms-eval", "--presets", "divprune", "--keep", "64", "--limit", "8",
+                 "--batch", "4", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["backend"] == "lmms-eval" and len(res["rows"]) == 1
+    row = res["rows"][0]
+    assert 0 <= row["accuracy"] <= 1 and row["flops_ratio"] < 0.5 and row["visual_kept"] == 64
+    assert (tmp_path / "r.csv").exists()
+    assert main(["eval", "--backend", "lmms-eval", "--tasks", "no_such_task", "--presets", "divprune", "--keep",
+                 "64", "--limit", "2", "--out", str(tmp_path / "bad.json")]) != 0

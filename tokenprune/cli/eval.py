@@ -17,6 +17,15 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--batch", type=int, default=16)
     e.add_argument("--layer", type=int, default=None, help="LM layer for in-LLM presets (default: the preset's)")
     e.add_argument("--out", default="results.json")
+    e.add_argument("--backend", choices=["harness", "lmms-eval"], default="harness",
+                   help="tokenprune's in-process harness, or lmms-eval (in its own venv: scripts/setup_lmms.sh)")
+    e.add_argument("--tasks", default="shapesvqa", help="lmms-eval tasks (--backend lmms-eval)")
+    e.add_argument("--include-path", default=None,
+                   help="lmms-eval task folder (default: the ShapesVQA tasks, written for the run)")
+
+
+def _f(x: object, fmt: str = ".3f") -> str:
+    return "-" if x is None else format(x, fmt)
 
 
 def run(args: argparse.Namespace, console: Console) -> int:
@@ -32,25 +41,36 @@ def run(args: argparse.Namespace, console: Console) -> int:
         keeps = [int(k) for k in split(args.keep)]
     except ValueError as e:
         raise InputError(f"--keep: expected comma-separated integers, got {args.keep!r}") from e
-    sw = Sweep(model=args.model, presets=split(args.presets), keeps=keeps, split=args.split, limit=args.limit,
-               batch=args.batch, layer=args.layer)
-    sw.validate()
-    n = len(sw.presets) * len(sw.keeps) + 1
-    with Progress(console=console, transient=True) as prog:
-        task = prog.add_task("loading", total=n)
-        result = run_sweep(sw, progress=lambda d: (prog.update(task, description=d), prog.advance(task)))
+    if args.backend == "lmms-eval":
+        from ..integrations.lmms_eval.sweep import LmmsSweep, run_lmms_sweep
+
+        if args.limit < 1 or args.batch < 1:
+            raise InputError(f"--limit/--batch: got {args.limit}/{args.batch}; allowed: >= 1")
+        lsw = LmmsSweep(model=args.model, tasks=split(args.tasks), presets=split(args.presets), keeps=keeps,
+                        limit=args.limit, batch=args.batch, layer=args.layer, include_path=args.include_path)
+        with Progress(console=console, transient=True) as prog:
+            task = prog.add_task("loading", total=len(lsw.presets) * len(keeps) + 1)
+            result = run_lmms_sweep(lsw, progress=lambda d: (prog.update(task, description=d), prog.advance(task)))
+    else:
+        sw = Sweep(model=args.model, presets=split(args.presets), keeps=keeps, split=args.split, limit=args.limit,
+                   batch=args.batch, layer=args.layer)
+        sw.validate()
+        n = len(sw.presets) * len(sw.keeps) + 1
+        with Progress(console=console, transient=True) as prog:
+            task = prog.add_task("loading", total=n)
+            result = run_sweep(sw, progress=lambda d: (prog.update(task, description=d), prog.advance(task)))
     paths = save(result, args.out)
     d = result["dense"]
-    t = Table(title=f"ShapesVQA {result['split']} (n={result['limit']}), model {result['model']}")
+    t = Table(title=f"{result.get('backend', 'harness')}: {result['split']} (n={result['limit']}), model "
+                    f"{result['model']}")
     for col in ("method", "kept/576", "accuracy", "localized", "global", "retention", "ms/sample", "speedup",
                 "LM FLOPs"):
         t.add_column(col)
-    t.add_row("dense", "576", f"{d['accuracy']:.3f}", f"{d['localized']:.3f}", f"{d['global']:.3f}", "1.000",
-              f"{d['ms_per_sample']:.1f}", "1.00x", "1.000")
+    t.add_row("dense", "576", _f(d["accuracy"]), _f(d.get("localized")), _f(d.get("global")), "1.000",
+              _f(d["ms_per_sample"], ".1f"), "1.00x", "1.000")
     for r in result["rows"]:
-        t.add_row(r["preset"], str(r["keep"]), f"{r['accuracy']:.3f}", f"{r['localized']:.3f}", f"{r['global']:.3f}",
-                  f"{r['retention']:.3f}", f"{r['ms_per_sample']:.1f}", f"{r['speedup']:.2f}x",
-                  f"{r['flops_ratio']:.3f}")
+        t.add_row(r["preset"], str(r["keep"]), _f(r["accuracy"]), _f(r.get("localized")), _f(r.get("global")),
+                  _f(r["retention"]), _f(r["ms_per_sample"], ".1f"), f"{r['speedup']:.2f}x", _f(r["flops_ratio"]))
     console.print(t)
     console.print("written: " + ", ".join(paths))
     return 0
