@@ -54,6 +54,9 @@ _LIST = [
     Preset("entropyprune", "EntropyPrune-style: at the Entropy Collapse Layer (found by a dense pass on the first "
            "call), keep the tokens whose removal loses most matrix entropy, keep 25%",
            _one(at="auto", keep=0.25, scorer="entropy", selector="topk", reducer="drop")),
+    Preset("video-evs", "Efficient-Video-Sampling-like: before the LM, drop the video tokens that changed least from "
+           "the same cell of the previous frame (first frame kept first; images rank by feature norm), keep 25%",
+           _one(at=PRE_LLM, keep=0.25, scorer="temporal", selector="topk", reducer="drop")),
     Preset("random", "Seeded random visual tokens before the LM, keep 25% (a baseline)",
            _one(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")),
     Preset("uniform", "Evenly strided visual tokens before the LM, keep 25% (a spatial baseline)",
