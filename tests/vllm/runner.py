@@ -1,6 +1,6 @@
 """Offline vLLM generation for the tests, greedy, float32; prints one RESULT line.
 
-    runner.py MODEL_DIR N MAX_TOKENS [shapes|qwen|qwen_long|qwen_sweep]
+    runner.py MODEL_DIR N MAX_TOKENS [shapes|shapes_sweep|qwen|qwen_long|qwen_sweep]
 
 ``shapes``: ShapesVQA test questions (LLaVA); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py`` (``qwen_long``:
 with 32 more words after the image; ``qwen_sweep``: ``<|vision_start|>`` at N successive offsets, the second pass with
@@ -27,6 +27,12 @@ def main() -> None:
         if kind == "qwen_sweep":  # the second pass: the same texts with other images (cache hits end at the image)
             second = [{"prompt": t, "multi_modal_data": {"image": img}} for t, img in sweep_prompts(n, seed=1)]
         extra = {"limit_mm_per_prompt": {"image": 1, "video": 0}}
+    elif kind == "shapes_sweep":
+        from shapes_inputs import sweep_pairs
+
+        prompts = [{"prompt": t, "multi_modal_data": {"image": img}} for t, img in sweep_pairs(n)]
+        second = [{"prompt": t, "multi_modal_data": {"image": img}} for t, img in sweep_pairs(n, start=n)]
+        extra = {}
     else:
         from tokenprune.shapesvqa import model as M
         from tokenprune.shapesvqa.data import examples

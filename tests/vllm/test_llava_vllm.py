@@ -13,7 +13,7 @@ pytestmark = pytest.mark.vllm
 CFG = {"stages": [{"at": "pre_llm", "keep": 64, "scorer": "norm", "selector": "maxmin"}]}
 
 
-def hf_greedy(model_dir, config, n=4, max_tokens=4):
+def hf_greedy(model_dir, config, n=4, max_tokens=4, pairs=None):
     from transformers import LlavaForConditionalGeneration
 
     from tokenprune.shapesvqa import model as M
@@ -21,9 +21,27 @@ def hf_greedy(model_dir, config, n=4, max_tokens=4):
 
     model = LlavaForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32).eval()
     proc = M.make_processor()
-    inputs = [proc(images=[e.image()], text=[M.prompt(proc, e.qa.question)], return_tensors="pt")
-              for e in examples("test", n)]
+    if pairs is None:
+        pairs = [(M.prompt(proc, e.qa.question), e.image()) for e in examples("test", n)]
+    inputs = [proc(images=[img], text=[text], return_tensors="pt") for text, img in pairs]
     return hf_generate(model, config, inputs, max_tokens)
+
+
+def test_image_at_every_chunk_and_cache_offset(shapes_dirs):
+    """The image starts at every offset of an 8-token prefill chunk, then (second engine) at every offset of a
+    32-token prefix-cache block with the prompts sent again with other images: the HF path's tokens and
+    log-probabilities every time."""
+    from .shapes_inputs import sweep_pairs
+
+    hf_dir, vllm_dir = shapes_dirs
+    res = run_vllm(vllm_dir, CFG, questions=8, chunk=8, kind="shapes_sweep", sequential=True)
+    assert res["rc"] == 0, res["stdout"][-3000:] + res["stderr"][-3000:]
+    same_as_hf(res["result"], hf_greedy(hf_dir, CFG, pairs=sweep_pairs(8)))
+    res = run_vllm(vllm_dir, CFG, questions=32, twice=True, kind="shapes_sweep", sequential=True)
+    assert res["rc"] == 0, res["stdout"][-3000:] + res["stderr"][-3000:]
+    assert max(res["result"]["again"]["cached_tokens"]) >= 32
+    same_as_hf(res["result"], hf_greedy(hf_dir, CFG, pairs=sweep_pairs(32)))
+    same_as_hf(res["result"]["again"], hf_greedy(hf_dir, CFG, pairs=sweep_pairs(32, start=32)))
 
 
 def test_pruned_prompt_tokens_and_same_answers_as_hf(shapes_dirs):
