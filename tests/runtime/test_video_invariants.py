@@ -14,6 +14,7 @@ FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
 SCHEDULES = {
     "pre_temporal": [Stage("pre_llm", keep=0.5, scorer="temporal")],
     "k2": [Stage(2, keep=0.25)],
+    "k1_quota": [Stage(1, keep=0.5, scorer="frame_quota")],
     "pre+k1": [Stage("pre_llm", keep=0.75, scorer="norm", selector="maxmin"), Stage(1, keep=2)],
 }
 
