@@ -78,16 +78,13 @@ class Stage:
                 raise ConfigError(f"Stage.at: {kind} {spec.name!r} cannot run at {at!r}; allowed: "
                                   f"{', '.join(sorted(spec.where))}")
         self.specs = parts
+        self.kwargs = routed  # kind -> the options routed to that method
         self.scorer_kwargs, self.selector_kwargs, self.reducer_kwargs = (
             routed["scorer"], routed["selector"], routed["reducer"])
 
     def captures(self) -> set[str]:
         """What the runtime must capture for this stage (from the specs of its scorer, selector and reducer)."""
-        return set().union(*(spec.captures_for(getattr(self, f"{k}_kwargs")) for k, spec in self.specs.items()))
-
-    def query_dependent(self) -> bool:
-        """Whether this stage reads the text of the prompt."""
-        return any(spec.is_query_dependent(getattr(self, f"{k}_kwargs")) for k, spec in self.specs.items())
+        return set().union(*(spec.captures_for(self.kwargs[k]) for k, spec in self.specs.items()))
 
     @property
     def layer(self) -> int | None:

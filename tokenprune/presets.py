@@ -24,6 +24,12 @@ class Preset:
     def stages(self, num_layers: int = 32) -> list[dict[str, Any]]:
         return [dict(s) for s in self.schedule(num_layers)]
 
+    @property
+    def single_layer_stage(self) -> bool:
+        """One stage at a fixed LM layer: a ``layer`` override moves it (not pre_llm, not ``auto``)."""
+        stages = self.stages()
+        return len(stages) == 1 and isinstance(stages[0]["at"], int)
+
 
 def _one(**stage: Any) -> Callable[[int], list[dict[str, Any]]]:
     return lambda n: [dict(stage)]

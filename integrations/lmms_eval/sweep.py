@@ -94,8 +94,7 @@ def run_lmms_sweep(sw: LmmsSweep, progress: Callable[[str], None] | None = None)
         rows = []
         for name in sw.presets:
             for keep in sw.keeps:
-                layer = f",layer={sw.layer}" if sw.layer is not None and len(PRESETS[name].stages()) == 1 \
-                    and PRESETS[name].stages()[0]["at"] != "pre_llm" else ""
+                layer = f",layer={sw.layer}" if sw.layer is not None and PRESETS[name].single_layer_stage else ""
                 r = one(f"{name} keep={keep}", f"preset={name},keep={keep}{layer}")
                 rows.append({"preset": name, "keep": keep, **r,
                              "retention": r["accuracy"] / dense["accuracy"] if dense["accuracy"] else float("nan"),

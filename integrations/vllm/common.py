@@ -90,7 +90,7 @@ def why_not_servable(spec: MethodSpec, options: dict[str, Any] | None = None) ->
 def unservable_reason(stage: Stage) -> str | None:
     """Why a ``pre_llm`` stage cannot run inside vLLM, or ``None`` when it can."""
     for kind, spec in stage.specs.items():
-        reason = why_not_servable(spec, getattr(stage, f"{kind}_kwargs"))
+        reason = why_not_servable(spec, stage.kwargs[kind])
         if reason:
             return f"{reason}. Servable scorers: {', '.join(servable_scorers())}"
     return None

@@ -60,3 +60,9 @@ def test_eval_bad_input(model_dir, tmp_path, capsys, args, message):
     assert main(base + args) == 2
     assert message in capsys.readouterr().out
     assert not out.exists() and not (tmp_path / "r.json.partial").exists()
+
+
+def test_layer_override_moves_only_single_layer_presets():
+    assert preset_config("fastv", 32, 4, layer=3).stages[0].at == 3
+    assert preset_config("entropyprune", 32, 4, layer=3).stages[0].at == "auto"
+    assert preset_config("divprune", 32, 4, layer=3).stages[0].at == "pre_llm"

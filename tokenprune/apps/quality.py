@@ -55,9 +55,7 @@ class Sweep:
 def preset_config(name: str, keep: int, num_layers: int, layer: int | None = None) -> PruneConfig:
     """Preset ``name`` whose (last) stage keeps ``keep`` tokens per image (the preset scales its own schedule);
     ``layer`` moves a single in-LLM stage."""
-    single_llm = [s for s in PRESETS[name].stages(num_layers) if s["at"] != "pre_llm"]
-    kw: dict[str, Any] = {"layer": layer} if layer is not None and len(PRESETS[name].stages()) == 1 and single_llm \
-        else {}
+    kw: dict[str, Any] = {"layer": layer} if layer is not None and PRESETS[name].single_layer_stage else {}
     return PruneConfig.from_preset(name, num_layers=num_layers, keep=keep, **kw)
 
 
