@@ -73,12 +73,13 @@ def sample_indices(total: int, fps: float, num_frames: int | None = None, sample
     return np.linspace(first, last - 1, n).round().astype(int).tolist()
 
 
-def load_video(path: str, num_frames: int | None = None, fps: float | None = None, max_frames: int = 64,
+def load_video(path: str | os.PathLike, num_frames: int | None = None, fps: float | None = None, max_frames: int = 64,
                start: float | None = None, end: float | None = None, size: Sequence[int] | None = None,
                backend: str = "auto") -> VideoClip:
     """Reads ``path`` and samples frames (see :func:`sample_indices`); ``size=(h, w)`` resizes every frame."""
     if backend not in BACKENDS:
         raise InputError(f"backend: got {backend!r}; allowed: {', '.join(BACKENDS)}")
+    path = os.fspath(path)  # decord takes only str
     if not os.path.isfile(path):
         raise InputError(f"path: {path!r} is not a file")
     readers = {"decord": _decord, "pyav": _pyav}

@@ -38,17 +38,19 @@ def split_seed(split: str, index: int) -> int:
     return SPLITS[split] + index
 
 
-def example(split: str, index: int) -> Example:
+def example(split: str, index: int, size: tuple[int, int] | None = None) -> Example:
     """Example ``index`` of ``split``: one scene and one question; even indices ask a localized question, odd a
-    global one, so any prefix of a split is balanced between the two kinds."""
+    global one, so any prefix of a split is balanced between the two kinds. ``size`` (width, height) draws the same
+    scene on another canvas (same objects, cells and answers; positions scaled)."""
     seed = split_seed(split, index)
-    scene = make_scene(seed)
+    scene = make_scene(seed, *size) if size else make_scene(seed)
     qa = make_qa(scene, random.Random(seed * 7919 + 1), kind=KINDS[index % 2])
     return Example(split, index, scene, qa)
 
 
-def examples(split: str, n: int, start: int = 0) -> list[Example]:
-    return [example(split, i) for i in range(start, start + n)]
+def examples(split: str, n: int, start: int = 0, sizes: list[tuple[int, int]] | None = None) -> list[Example]:
+    """Examples ``start..start+n`` of ``split``; ``sizes``: canvas of example i is ``sizes[i % len(sizes)]``."""
+    return [example(split, i, sizes[i % len(sizes)] if sizes else None) for i in range(start, start + n)]
 
 
 def write_split(split: str, n: int, out_dir: str | Path) -> Path:

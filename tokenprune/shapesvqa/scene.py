@@ -1,4 +1,5 @@
-"""ShapesVQA scenes: seeded shapes on a textured, cluttered 336×336 canvas, with per-patch labels.
+"""ShapesVQA scenes: seeded shapes on a textured, cluttered canvas (336×336 unless a size is given), with per-patch
+labels.
 
 A scene places 2–7 shapes in distinct cells of a 3×3 grid (jittered inside the cell, varied size and tint). The
 same drawing is rendered into a label map, from which each 14-px patch gets its object's colour, shape and cell —
@@ -40,27 +41,32 @@ class Scene:
     seed: int
     objects: tuple[Obj, ...]
     background: tuple[int, int, int]
+    width: int = SIZE
+    height: int = SIZE
 
     def at(self, cell: int) -> Obj | None:
         return next((o for o in self.objects if o.cell == cell), None)
 
 
-def make_scene(seed: int) -> Scene:
-    """The scene for ``seed`` (deterministic: the same seed always gives the same objects)."""
+def make_scene(seed: int, width: int = SIZE, height: int = SIZE, max_objects: int = 7) -> Scene:
+    """The scene for ``seed`` (deterministic: the same seed always gives the same objects) on a ``width`` ×
+    ``height`` canvas; shapes scale with the smaller cell side (the 336×336 default draws exactly as it always has)."""
     rng = random.Random(seed)
-    n = rng.randint(2, 7)
+    n = rng.randint(2, max_objects)
     cells = rng.sample(range(GRID * GRID), n)
+    cw, ch = width / GRID, height / GRID
+    scale = min(cw, ch) / CELL
     objs = []
     for cell in sorted(cells):
-        size = rng.uniform(44, 84)
-        slack = (CELL - size) / 2 - 3
+        size = rng.uniform(44, 84) * scale
+        sx, sy = (cw - size) / 2 - 3 * scale, (ch - size) / 2 - 3 * scale
         r, c = divmod(cell, GRID)
-        cx = c * CELL + CELL / 2 + rng.uniform(-slack, slack)
-        cy = r * CELL + CELL / 2 + rng.uniform(-slack, slack)
+        cx = c * cw + cw / 2 + rng.uniform(-sx, sx)
+        cy = r * ch + ch / 2 + rng.uniform(-sy, sy)
         objs.append(Obj(cell, rng.choice(list(COLOURS)), rng.choice(SHAPES), cx, cy, size))
     grey = rng.randint(150, 215)
     bg = (grey + rng.randint(-12, 12), grey + rng.randint(-12, 12), grey + rng.randint(-12, 12))
-    return Scene(seed, tuple(objs), bg)
+    return Scene(seed, tuple(objs), bg, width, height)
 
 
 def _outline(o: Obj) -> tuple[str, list[tuple[float, float]] | tuple[float, float, float, float]]:
@@ -80,27 +86,40 @@ def _draw(draw: ImageDraw.ImageDraw, o: Obj, fill) -> None:
     {"ellipse": draw.ellipse, "rect": draw.rectangle, "poly": draw.polygon}[kind](geom, fill=fill)
 
 
-def render(scene: Scene) -> tuple[Image.Image, np.ndarray]:
-    """The RGB image and a uint8 label map (0 = background, i + 1 = ``scene.objects[i]``)."""
-    rng = np.random.default_rng(scene.seed)
-    base = np.empty((SIZE, SIZE, 3), dtype=np.float32)
-    base[:] = scene.background
-    # texture: smooth low-frequency shading plus per-pixel noise (grey only, so it never looks like a colour)
+def background(seed: int, colour: tuple[int, int, int], width: int = SIZE, height: int = SIZE) -> np.ndarray:
+    """The textured canvas (float32 ``[H, W, 3]``): smooth low-frequency shading plus per-pixel noise, grey only so
+    it never looks like a colour."""
+    rng = np.random.default_rng(seed)
+    base = np.empty((height, width, 3), dtype=np.float32)
+    base[:] = colour
     coarse = rng.normal(0, 10, (8, 8)).astype(np.float32)
-    shade = np.asarray(Image.fromarray(coarse).resize((SIZE, SIZE), Image.BILINEAR))
-    base += shade[..., None] + rng.normal(0, 6, (SIZE, SIZE, 1)).astype(np.float32)
-    img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
-    draw = ImageDraw.Draw(img)
-    prng = random.Random(scene.seed ^ 0x5EED)
-    for _ in range(prng.randint(12, 30)):  # clutter: thin grey strokes and specks
+    shade = np.asarray(Image.fromarray(coarse).resize((width, height), Image.BILINEAR))
+    base += shade[..., None] + rng.normal(0, 6, (height, width, 1)).astype(np.float32)
+    return base
+
+
+def clutter(draw: ImageDraw.ImageDraw, prng: random.Random, width: int, height: int, dx: float = 0.0,
+            dy: float = 0.0) -> None:
+    """Thin grey strokes and specks (shifted by ``dx, dy``: the distractor motion of clips)."""
+    for _ in range(prng.randint(12, 30)):
         g = prng.randint(60, 250)
-        x, y = prng.uniform(0, SIZE), prng.uniform(0, SIZE)
+        x, y = (prng.uniform(0, width) + dx) % width, (prng.uniform(0, height) + dy) % height
         if prng.random() < 0.5:
             draw.line((x, y, x + prng.uniform(-40, 40), y + prng.uniform(-40, 40)), fill=(g, g, g), width=prng.randint(1, 2))
         else:
             r = prng.uniform(1.5, 4)
             draw.ellipse((x - r, y - r, x + r, y + r), fill=(g, g, g))
-    labels = Image.new("L", (SIZE, SIZE), 0)
+
+
+def render(scene: Scene) -> tuple[Image.Image, np.ndarray]:
+    """The RGB image and a uint8 label map (0 = background, i + 1 = ``scene.objects[i]``)."""
+    w, h = scene.width, scene.height
+    base = background(scene.seed, scene.background, w, h)
+    img = Image.fromarray(np.clip(base, 0, 255).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    prng = random.Random(scene.seed ^ 0x5EED)
+    clutter(draw, prng, w, h)
+    labels = Image.new("L", (w, h), 0)
     ldraw = ImageDraw.Draw(labels)
     for i, o in enumerate(scene.objects):
         rgb = tuple(int(np.clip(v + prng.randint(-18, 18), 0, 255)) for v in COLOURS[o.colour])
@@ -109,18 +128,20 @@ def render(scene: Scene) -> tuple[Image.Image, np.ndarray]:
     return img, np.asarray(labels)
 
 
-def patch_labels(scene: Scene, label_map: np.ndarray) -> dict[str, np.ndarray]:
-    """Per-patch targets on the 24×24 grid (row-major, 576 entries): colour (0 = background, 1..6), shape
-    (0 = background, 1..4), cell (0..8), centre (1 where the patch holds an object's centre) and object
-    (0 = background, i + 1 = ``scene.objects[i]``)."""
-    n = SIZE // PATCH
-    centres = label_map[PATCH // 2::PATCH, PATCH // 2::PATCH][:n, :n].reshape(-1)
+def patch_labels(scene: Scene, label_map: np.ndarray, patch: int = PATCH) -> dict[str, np.ndarray]:
+    """Per-patch targets on the ``patch``-pixel grid (row-major; 24×24 = 576 entries for the default scene): colour
+    (0 = background, 1..6), shape (0 = background, 1..4), cell (0..8), centre (1 where the patch holds an object's
+    centre) and object (0 = background, i + 1 = ``scene.objects[i]``), each read at the patch's centre pixel."""
+    nr, nc = label_map.shape[0] // patch, label_map.shape[1] // patch
+    centres = label_map[patch // 2::patch, patch // 2::patch][:nr, :nc].reshape(-1)
     colour_ids = np.array([0] + [list(COLOURS).index(o.colour) + 1 for o in scene.objects])
     shape_ids = np.array([0] + [SHAPES.index(o.shape) + 1 for o in scene.objects])
-    rows, cols = np.divmod(np.arange(n * n), n)
-    cell = (rows // (n // GRID)) * GRID + cols // (n // GRID)
-    centre = np.zeros(n * n, dtype=np.int64)
+    rows, cols = np.divmod(np.arange(nr * nc), nc)
+    ch, cw = label_map.shape[0] / GRID, label_map.shape[1] / GRID
+    cell = np.minimum((rows * patch + patch // 2) // ch, GRID - 1) * GRID + np.minimum((cols * patch + patch // 2) // cw, GRID - 1)
+    cell = cell.astype(np.int64)
+    centre = np.zeros(nr * nc, dtype=np.int64)
     for o in scene.objects:
-        centre[int(o.cy // PATCH) * n + int(o.cx // PATCH)] = 1
+        centre[min(int(o.cy // patch), nr - 1) * nc + min(int(o.cx // patch), nc - 1)] = 1
     return {"colour": colour_ids[centres], "shape": shape_ids[centres], "cell": cell, "centre": centre,
             "object": centres.astype(np.int64)}

@@ -1,0 +1,239 @@
+"""Trains the Qwen2-VL ShapesVQA model from scratch on images (several non-square sizes) and clips (resumable).
+
+    python -m evals.shapesvqa.train_qwen --work runs/qwen --minutes 120 [--resume] [--export DIR]
+
+Steps alternate between an image batch and a clip batch (``--clip-every``). Each image or clip carries ``--turns``
+question/answer turns in one sequence, so its visual tokens are paid once for several answers. Besides the answer
+loss, a linear head on the merger output (one row per LLM visual token) predicts the colour, shape, grid cell and
+"holds an object's centre" of the 28-px region it covers (for clips: on the first frame of its temporal patch) — an
+auxiliary loss that grounds the visual tokens quickly; the head is not exported.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from tokenprune.shapesvqa import qwen as Q
+from tokenprune.shapesvqa.clip_data import clip_examples
+from tokenprune.shapesvqa.clip_questions import make_clip_qas
+from tokenprune.shapesvqa.clips import make_clip, render_clip, clip_patch_labels
+from tokenprune.shapesvqa.data import examples
+from tokenprune.shapesvqa.qwen_processor import video_pixels
+from tokenprune.shapesvqa.questions import make_qas
+from tokenprune.shapesvqa.scene import make_scene, patch_labels, render
+
+AUX = {"colour": 7, "shape": 5, "cell": 9, "centre": 2}
+AUX_WEIGHT = {"centre": [1.0, 10.0], "shape": [1.0, 4.0, 4.0, 4.0, 4.0], "colour": [1.0] + [4.0] * 6}
+
+
+class Batcher:
+    """Seeds → model inputs with several question/answer turns per item, answer positions and per-token labels."""
+
+    def __init__(self, processor, turns: int) -> None:
+        self.p = processor
+        self.vocab = processor.tokenizer.get_vocab()
+        self.turns = turns
+        self.ids_of = lambda words: [self.vocab[w] for w in words]
+
+    def _rows(self, n_tokens: list[int], qas: list[list], pad_token: str) -> tuple:
+        rows, targets = [], []
+        for n, turns in zip(n_tokens, qas):
+            ids = self.ids_of(["USER", ":", "<|vision_start|>"]) + [self.vocab[pad_token]] * n
+            ids += self.ids_of(["<|vision_end|>"])
+            tg = []
+            for i, qa in enumerate(turns):
+                if i:
+                    ids += self.ids_of(["USER", ":"])
+                ids += self.ids_of(qa.question.split() + ["ASSISTANT", ":"])
+                tg.append((len(ids) - 1, self.vocab[qa.answer]))
+                ids.append(self.vocab[qa.answer])
+            rows.append(ids)
+            targets.append(tg)
+        width = max(map(len, rows))
+        input_ids = torch.full((len(rows), width), Q.PAD)
+        mask = torch.zeros(len(rows), width, dtype=torch.long)
+        for i, r in enumerate(rows):
+            input_ids[i, :len(r)], mask[i, :len(r)] = torch.tensor(r), 1
+        image_id, video_id = self.vocab["<|image_pad|>"], self.vocab["<|video_pad|>"]
+        mm = (input_ids == image_id).long() + 2 * (input_ids == video_id).long()
+        pos = torch.tensor([[i, p] for i, tg in enumerate(targets) for p, _ in tg])
+        tgt = torch.tensor([t for tg in targets for _, t in tg])
+        return input_ids, mask, mm, pos, tgt
+
+    def images(self, seeds: list[int], rng: random.Random) -> dict[str, torch.Tensor]:
+        imgs, qas, labels, counts = [], [], {k: [] for k in AUX}, []
+        for seed in seeds:
+            scene = make_scene(seed, *rng.choice(Q.IMAGE_SIZES))
+            img, lmap = render(scene)
+            imgs.append(img)
+            pl = patch_labels(scene, lmap, Q.MERGE)
+            for k in AUX:
+                labels[k].append(torch.as_tensor(pl[k]))
+            counts.append(len(pl["cell"]))
+            qas.append(make_qas(scene, self.turns, seed * 31 + 7))
+        px = self.p.image_processor(images=imgs, return_tensors="pt")
+        input_ids, mask, mm, pos, tgt = self._rows(counts, qas, "<|image_pad|>")
+        return {"pixel_values": px["pixel_values"], "image_grid_thw": px["image_grid_thw"], "input_ids": input_ids,
+                "attention_mask": mask, "mm_token_type_ids": mm, "pos": pos, "tgt": tgt,
+                **{f"aux_{k}": torch.cat(v) for k, v in labels.items()}}
+
+    def clips(self, seeds: list[int], rng: random.Random) -> dict[str, torch.Tensor]:
+        pix, grids, qas, labels, counts = [], [], [], {k: [] for k in AUX}, []
+        ip = self.p.image_processor
+        for seed in seeds:
+            clip = make_clip(seed)
+            frames, lmaps = render_clip(clip)
+            p, g = video_pixels(frames, ip.image_mean, ip.image_std)
+            pix.append(torch.from_numpy(p))
+            grids.append(g)
+            for t in range(0, clip.frames, 2):
+                pl = clip_patch_labels(clip, lmaps[t], t, Q.MERGE)
+                for k in AUX:
+                    labels[k].append(torch.as_tensor(pl[k]))
+            counts.append(g[0] * g[1] * g[2] // 4)
+            qas.append(make_clip_qas(clip, self.turns, seed * 31 + 7))
+        input_ids, mask, mm, pos, tgt = self._rows(counts, qas, "<|video_pad|>")
+        return {"pixel_values_videos": torch.cat(pix), "video_grid_thw": torch.tensor(grids), "input_ids": input_ids,
+                "attention_mask": mask, "mm_token_type_ids": mm, "pos": pos, "tgt": tgt,
+                **{f"aux_{k}": torch.cat(v) for k, v in labels.items()}}
+
+
+def losses(model, head, batch: dict, aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
+    feats = []
+    hook = model.model.visual.merger.register_forward_hook(lambda m, a, out: feats.append(out))
+    try:
+        keys = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw",
+                "pixel_values_videos", "video_grid_thw")
+        out = model.model(**{k: batch[k] for k in keys if k in batch})
+    finally:
+        hook.remove()
+    pos = batch["pos"]
+    logits = model.lm_head(out.last_hidden_state[pos[:, 0], pos[:, 1]]).float()
+    qa = F.cross_entropy(logits, batch["tgt"])
+    logs = {"qa": qa.item(), "qa_acc": (logits.argmax(-1) == batch["tgt"]).float().mean().item()}
+    total = qa
+    if aux_weight:
+        a = head(feats[0]).float()
+        start = 0
+        for k, n in AUX.items():
+            weight = a.new_tensor(AUX_WEIGHT[k]) if k in AUX_WEIGHT else None
+            loss = F.cross_entropy(a[:, start:start + n], batch[f"aux_{k}"], weight=weight)
+            logs[f"aux_{k}"] = loss.item()
+            total = total + aux_weight * loss
+            start += n
+    return total, logs
+
+
+@torch.no_grad()
+def evaluate(model, processor, n: int, batch: int = 16) -> dict[str, float]:
+    """Val accuracy: images (sizes cycled), per kind; clips, per kind."""
+    model.eval()
+    hits: dict[str, list[bool]] = {}
+    for name, exs in (("img", examples("val", n, sizes=list(Q.IMAGE_SIZES))), ("clip", clip_examples("clips-val", n))):
+        for i in range(0, n, batch):
+            chunk = exs[i:i + batch]
+            qs = [e.qa.question for e in chunk]
+            preds = (Q.answer(model, processor, qs, images=[e.image() for e in chunk]) if name == "img" else
+                     Q.answer(model, processor, qs, videos=[e.frames() for e in chunk]))
+            for e, p in zip(chunk, preds):
+                for key in (name, f"{name}_{e.qa.kind}"):
+                    hits.setdefault(key, []).append(p == e.qa.answer)
+    model.train()
+    return {k: sum(v) / len(v) for k, v in hits.items()}
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--work", default="runs/qwen", help="checkpoint and learning curve")
+    ap.add_argument("--steps", type=int, default=100_000)
+    ap.add_argument("--minutes", type=float, default=None, help="wall-clock budget (the schedule follows it)")
+    ap.add_argument("--batch", type=int, default=8, help="images per image step (clip steps: half)")
+    ap.add_argument("--turns", type=int, default=9)
+    ap.add_argument("--clip-every", type=int, default=2, help="every N-th step is a clip step")
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--aux", type=float, default=0.5)
+    ap.add_argument("--eval-every", type=int, default=250)
+    ap.add_argument("--eval-n", type=int, default=192)
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--export", default=None, help="save the model and processor here after each evaluation")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    from tqdm import tqdm
+
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    processor = Q.make_processor()
+    model = Q.make_model(seed=args.seed).to(device).train()
+    head = torch.nn.Linear(model.config.text_config.hidden_size, sum(AUX.values())).to(device)
+    params = list(model.parameters()) + list(head.parameters())
+    opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
+    step, ckpt = 0, work / "ckpt.pt"
+    best = -1.0
+    if args.resume and ckpt.is_file():
+        state = torch.load(ckpt, map_location=device)
+        model.load_state_dict(state["model"])
+        head.load_state_dict(state["head"])
+        opt.load_state_dict(state["opt"])
+        step, best = state["step"], state.get("best", -1.0)
+    batcher = Batcher(processor, args.turns)
+    rng = random.Random(args.seed * 1_000_003 + step)
+    warm = 200 if step == 0 else 50
+    start_step, t0 = step, time.time()
+
+    def progress() -> float:
+        return min(1.0, (time.time() - t0) / (60 * args.minutes)) if args.minutes else step / args.steps
+
+    def lr_at() -> float:
+        w = min(1.0, (step - start_step + 1) / warm)
+        return args.lr * w * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress())))
+
+    curve = open(work / "curve.jsonl", "a")
+    bar = tqdm(total=args.steps, initial=step, desc="train")
+    while step < args.steps and progress() < 1.0:
+        clip_step = step % args.clip_every == args.clip_every - 1
+        seeds = [rng.randrange(9_000_000) for _ in range(args.batch // 2 if clip_step else args.batch)]
+        raw = batcher.clips(seeds, rng) if clip_step else batcher.images(seeds, rng)
+        batch = {k: v.to(device) for k, v in raw.items()}
+        for g in opt.param_groups:
+            g["lr"] = lr_at()
+        with torch.autocast(device, dtype=torch.bfloat16):
+            loss, logs = losses(model, head, batch, args.aux)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        step += 1
+        bar.update(1)
+        bar.set_postfix(kind="clip" if clip_step else "img", qa=f"{logs['qa']:.3f}", acc=f"{logs['qa_acc']:.2f}")
+        if step % args.eval_every == 0 or progress() >= 1.0 or step == args.steps:
+            ev = evaluate(model, processor, args.eval_n)
+            score = (ev["img"] + ev["clip"]) / 2
+            rec = {"step": step, "minutes": (time.time() - t0) / 60, "lr": lr_at(), **logs,
+                   **{f"val_{k}": v for k, v in ev.items()}}
+            curve.write(json.dumps(rec) + "\n")
+            curve.flush()
+            bar.write(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in rec.items()}))
+            if args.export and score > best:
+                best = score
+                model.eval().save_pretrained(args.export)
+                processor.save_pretrained(args.export)
+                model.train()
+                bar.write(f"exported (val img {ev['img']:.3f}, clip {ev['clip']:.3f}) to {args.export}")
+            torch.save({"model": model.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
+                        "step": step, "best": best}, ckpt)
+    bar.close()
+
+
+if __name__ == "__main__":
+    main()
