@@ -8,6 +8,7 @@ import torch
 
 from ..api import pruned
 from ..config import PruneConfig
+from .overlay import overlay, strip
 
 #: LLaVA-1.5-shaped geometry: a 336/14 CLIP-style tower (576 visual tokens) and a small GQA Llama.
 DEMO_GEOMETRY = dict(layers=6, hidden=768, heads=12, kv_heads=4, inter=2048)
@@ -125,46 +126,47 @@ class EmbeddedRow:
     image: str | None = None
 
 
-def has_embedded() -> bool:
-    from ..shapesvqa.model import EMBEDDED_DIR
+#: Qwen ShapesVQA model: images carry 126–160 tokens and clips 324, so budgets are fractions
+QWEN_METHODS: list[tuple[str, dict[str, Any]]] = [
+    ("fastv", dict(keep=0.25, layer=2)),
+    ("divprune", dict(keep=0.25)),
+    ("visionzip", dict(keep=0.25)),
+    ("random", dict(keep=0.25)),
+]
+VIDEO_METHODS: list[tuple[str, dict[str, Any]]] = [
+    ("video-evs", dict(keep=0.25)),
+    ("fastv", dict(keep=0.25, layer=2)),
+    ("divprune", dict(keep=0.25)),
+    ("random", dict(keep=0.25)),
+]
 
-    return (EMBEDDED_DIR / "config.json").is_file()
+
+def has_embedded(name: str = "embedded") -> bool:
+    from ..shapesvqa.embedded import NAMES
+
+    return (NAMES[name] / "config.json").is_file()
 
 
-def overlay(image: Any, kept: list[int], grid: int = 24) -> Any:
-    """``image`` with the pruned patches dimmed and the kept ones outlined."""
-    from PIL import Image, ImageDraw
-
-    img = image.convert("RGB")
-    w, h = img.size
-    dim = Image.blend(img, Image.new("RGB", img.size, (20, 20, 20)), 0.75)
-    mask = Image.new("L", img.size, 0)
-    draw = ImageDraw.Draw(mask)
-    pw, ph = w / grid, h / grid
-    for i in kept:
-        r, c = divmod(i, grid)
-        draw.rectangle((c * pw, r * ph, (c + 1) * pw - 1, (r + 1) * ph - 1), fill=255)
-    out = Image.composite(img, dim, mask)
-    ImageDraw.Draw(out).text((4, 4), f"{len(kept)}/{grid * grid} kept", fill=(255, 255, 255))
-    return out
+def default_methods(name: str, video: bool) -> list[tuple[str, dict[str, Any]]]:
+    if video:
+        return VIDEO_METHODS
+    return QWEN_METHODS if name == "embedded-qwen" else EMBEDDED_METHODS
 
 
 def run_embedded_demo(repeats: int = 3, out_dir: str | None = "demo_out", samples: int = 8,
-                      methods: list[tuple[str, dict]] | None = None, progress: Any = None) -> list[EmbeddedRow]:
-    """Dense and each method on the shipped ShapesVQA model: answers to ``samples`` test questions, prefill time
-    of the batch, and (``out_dir``) one PNG per method with the patches kept for the first image."""
+                      methods: list[tuple[str, dict]] | None = None, progress: Any = None,
+                      model_name: str = "embedded", video: bool = False) -> list[EmbeddedRow]:
+    """Dense and each method on a shipped ShapesVQA model (``embedded`` or ``embedded-qwen``; ``video``: clips,
+    Qwen only): answers to ``samples`` test questions, prefill time of the batch, and (``out_dir``) one PNG per
+    method with the tokens kept for the first image (a strip of its temporal steps for a clip)."""
     import os
 
-    from ..shapesvqa import model as M
-    from ..shapesvqa.data import examples
+    from ..shapesvqa.embedded import batch_inputs, load, split_examples, visual_tokens
     from ..timing import median_ms
 
-    model, processor = M.load("embedded")
-    processor.tokenizer.padding_side = "left"
-    exs = examples("test", samples)
-    images = [e.image() for e in exs]
-    inputs = dict(processor(images=images, text=[M.prompt(processor, e.qa.question) for e in exs],
-                            return_tensors="pt", padding=True))
+    model, processor = load(model_name)
+    exs = split_examples(processor, "clips-test" if video else "test", samples)
+    inputs = batch_inputs(processor, exs)
     gold = [e.qa.answer for e in exs]
     if out_dir:
         os.makedirs(out_dir, exist_ok=True)
@@ -172,11 +174,21 @@ def run_embedded_demo(repeats: int = 3, out_dir: str | None = "demo_out", sample
     def answers() -> list[str]:
         return processor.tokenizer.convert_ids_to_tokens(model(**inputs).logits[:, -1].argmax(-1).tolist())
 
+    def picture(kept: list[int]) -> Any:
+        if "video_grid_thw" in inputs:
+            t, h, w = inputs["video_grid_thw"][0].tolist()
+            return strip(exs[0].frames(), kept, (t, h // 2, w // 2))
+        if "image_grid_thw" in inputs:
+            _, h, w = inputs["image_grid_thw"][0].tolist()
+            return overlay(exs[0].image(), kept, (h // 2, w // 2))
+        return overlay(exs[0].image(), kept)
+
+    first_item = round(visual_tokens(model, [{k: v[:1] for k, v in inputs.items() if k == "input_ids"}]))
     with torch.no_grad():
         dense_ms = median_ms(lambda: model(**inputs), repeats)
         ans = answers()
-        rows = [EmbeddedRow("dense", 576, dense_ms, 1.0, 1.0, ans, sum(a == g for a, g in zip(ans, gold)))]
-        for name, kw in methods or EMBEDDED_METHODS:
+        rows = [EmbeddedRow("dense", first_item, dense_ms, 1.0, 1.0, ans, sum(a == g for a, g in zip(ans, gold)))]
+        for name, kw in methods or default_methods(model_name, video):
             cfg = PruneConfig.from_preset(name, num_layers=model.config.text_config.num_hidden_layers, **kw)
             with pruned(model, cfg) as h:
                 ms = median_ms(lambda: model(**inputs), repeats)
@@ -186,7 +198,7 @@ def run_embedded_demo(repeats: int = 3, out_dir: str | None = "demo_out", sample
             path = None
             if out_dir:
                 path = os.path.join(out_dir, f"{name}_{kw['keep']}.png")
-                overlay(images[0], st.stages[-1].kept_indices[0][0]).save(path)
+                picture(st.stages[-1].kept_indices[0][0]).save(path)
             rows.append(EmbeddedRow(label, st.stages[-1].kept[0], ms, dense_ms / ms, st.flops_ratio, ans,
                                     sum(a == g for a, g in zip(ans, gold)), path))
             if progress is not None:

@@ -1,6 +1,6 @@
 """``tokenprune eval``: accuracy of pruning presets × budgets on a ShapesVQA split, against the dense model.
 
-For each preset and budget (visual tokens kept per image) the model answers every question of the split's first
+For each preset and budget (visual tokens kept per image or clip: a count, or a fraction below 1) the model answers every question of the split's first
 ``limit`` examples (greedy argmax at the answer position, batches left-padded); accuracy overall and per question
 kind, retention = pruned accuracy / dense accuracy, forward time per sample (vision tower + LM prefill) and the
 analytic LM FLOP ratio. Multi-stage presets (``pyramiddrop``) are scaled so their last stage keeps the budget.
@@ -22,31 +22,33 @@ from ..errors import InputError
 from ..results import write_json
 from ..timing import time_ms
 
-VISUAL = 576
+VISUAL = 576  # the LLaVA ShapesVQA model's tokens per image (the Qwen one has 126–160 per image, 324 per clip)
 
 
 @dataclass
 class Sweep:
     model: str = "embedded"
     presets: list[str] = field(default_factory=lambda: ["fastv", "divprune"])
-    keeps: list[int] = field(default_factory=lambda: [288, 192, 144, 64, 32])
+    keeps: list[int | float] = field(default_factory=lambda: [288, 192, 144, 64, 32])
     split: str = "test"
     limit: int = 200
     batch: int = 16
     layer: int | None = None  # overrides the layer of single-stage in-LLM presets
 
     def validate(self) -> None:
+        from ..shapesvqa.clip_data import CLIP_SPLITS
         from ..shapesvqa.data import SPLITS
 
-        if self.split not in SPLITS:
-            raise InputError(f"--split: got {self.split!r}; allowed: {', '.join(SPLITS)}")
+        if self.split not in SPLITS and self.split not in CLIP_SPLITS:
+            raise InputError(f"--split: got {self.split!r}; allowed: {', '.join([*SPLITS, *CLIP_SPLITS])}")
         if self.limit < 1:
             raise InputError(f"--limit: got {self.limit}; the split would be empty (allowed: >= 1)")
         if self.batch < 1:
             raise InputError(f"--batch: got {self.batch}; allowed: >= 1")
-        bad = [k for k in self.keeps if not 0 < k <= VISUAL]
+        bad = [k for k in self.keeps if not (isinstance(k, int) and k >= 1 or isinstance(k, float) and 0 < k < 1)]
         if bad or not self.keeps:
-            raise InputError(f"--keep: got {bad or self.keeps}; allowed: 1..{VISUAL} visual tokens per image")
+            raise InputError(f"--keep: got {bad or self.keeps}; allowed: visual tokens kept per item (>= 1) or a "
+                             "fraction in (0, 1)")
         unknown = [p for p in self.presets if p not in PRESETS]
         if unknown or not self.presets:
             raise InputError(f"--presets: unknown {unknown or self.presets}; allowed: {', '.join(sorted(PRESETS))}")
@@ -74,19 +76,12 @@ def answers(model: Any, inputs: list[dict[str, torch.Tensor]], vocab: list[str])
 
 
 def prepare(processor: Any, split: str, limit: int, batch: int) -> tuple[list, list[dict[str, torch.Tensor]]]:
-    """The split's first ``limit`` examples and their processor inputs, ``batch`` per left-padded batch."""
-    from ..shapesvqa import model as M
-    from ..shapesvqa.data import examples
+    """The split's first ``limit`` examples (images, or clips for ``clips-*``) and their processor inputs,
+    ``batch`` per left-padded batch."""
+    from ..shapesvqa.embedded import batch_inputs, split_examples
 
-    processor.tokenizer.padding_side = "left"
-    exs = examples(split, limit)
-    inputs = []
-    for i in range(0, len(exs), batch):
-        chunk = exs[i:i + batch]
-        inputs.append(dict(processor(images=[e.image() for e in chunk],
-                                     text=[M.prompt(processor, e.qa.question) for e in chunk],
-                                     return_tensors="pt", padding=True)))
-    return exs, inputs
+    exs = split_examples(processor, split, limit)
+    return exs, [batch_inputs(processor, exs[i:i + batch]) for i in range(0, len(exs), batch)]
 
 
 def accuracy(model: Any, processor: Any, exs: list, inputs: list[dict[str, torch.Tensor]]) -> dict[str, float]:
@@ -108,11 +103,15 @@ def accuracy(model: Any, processor: Any, exs: list, inputs: list[dict[str, torch
 
 def run_sweep(sw: Sweep, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     from ..api import pruned
-    from ..shapesvqa import model as M
+    from ..shapesvqa.embedded import load, visual_tokens
 
     sw.validate()
-    model, processor = M.load(sw.model)
+    model, processor = load(sw.model)
     exs, inputs = prepare(processor, sw.split, sw.limit, sw.batch)
+    visual = visual_tokens(model, inputs)
+    too_many = [k for k in sw.keeps if isinstance(k, int) and k > visual]
+    if too_many:
+        raise InputError(f"--keep: got {too_many}; this model has {visual:g} visual tokens per item on {sw.split!r}")
     num_layers = model.config.text_config.num_hidden_layers
     with torch.no_grad():
         model(**inputs[0])  # warm-up
@@ -131,7 +130,7 @@ def run_sweep(sw: Sweep, progress: Callable[[str], None] | None = None) -> dict[
             rows.append({"preset": name, "keep": keep, "stages": [s.to_dict() for s in cfg.stages], **r,
                          "retention": r["accuracy"] / dense["accuracy"] if dense["accuracy"] else float("nan"),
                          "speedup": dense["ms_per_sample"] / r["ms_per_sample"], "flops_ratio": flops})
-    return {"model": sw.model, "split": sw.split, "limit": len(exs), "visual_tokens": VISUAL, "dense": dense,
+    return {"model": sw.model, "split": sw.split, "limit": len(exs), "visual_tokens": visual, "dense": dense,
             "rows": rows, "complete": True}
 
 
@@ -140,18 +139,28 @@ def save(result: dict[str, Any], out: str) -> list[str]:
     write_json(out, result)
     stem = os.path.splitext(out)[0]
     written = [out, stem + ".csv"]
+    kinds = question_kinds(result)
     with open(stem + ".csv", "w", newline="") as f:
         w = csv.writer(f)
-        w.writerow(["preset", "keep", "accuracy", "localized", "global", "retention", "ms_per_sample", "speedup",
-                    "flops_ratio"])
+        w.writerow(["preset", "keep", "accuracy", *kinds, "retention", "ms_per_sample", "speedup", "flops_ratio"])
         d = result["dense"]
-        w.writerow(["dense", VISUAL, d["accuracy"], d.get("localized"), d.get("global"), 1.0, d["ms_per_sample"], 1.0,
-                    1.0])
+        w.writerow(["dense", result.get("visual_tokens", VISUAL), d["accuracy"], *[d.get(k) for k in kinds], 1.0,
+                    d["ms_per_sample"], 1.0, 1.0])
         for r in result["rows"]:
-            w.writerow([r["preset"], r["keep"], r["accuracy"], r.get("localized"), r.get("global"), r["retention"],
+            w.writerow([r["preset"], r["keep"], r["accuracy"], *[r.get(k) for k in kinds], r["retention"],
                         r["ms_per_sample"], r["speedup"], r["flops_ratio"]])
     written += plot(result, stem)
     return written
+
+
+def question_kinds(result: dict[str, Any]) -> list[str]:
+    """The question kinds a result reports (images: localized, global; clips: temporal, localized, global)."""
+    return [k for k in ("temporal", "localized", "global") if k in result["dense"]]
+
+
+def kept_tokens(result: dict[str, Any], keep: int | float) -> float:
+    """A budget in tokens per item (fractions scaled by the mean visual tokens per item)."""
+    return keep if isinstance(keep, int) else keep * result.get("visual_tokens", VISUAL)
 
 
 def plot(result: dict[str, Any], stem: str) -> list[str]:
@@ -163,15 +172,16 @@ def plot(result: dict[str, Any], stem: str) -> list[str]:
     except ImportError:
         return []
     paths = []
-    for x_key, xlabel, suffix in [("keep", "visual tokens kept per image", "_acc_vs_tokens.png"),
+    for x_key, xlabel, suffix in [("keep", "visual tokens kept per item", "_acc_vs_tokens.png"),
                                   ("ms_per_sample", "forward ms per sample (vision + LM prefill)", "_acc_vs_ms.png")]:
         fig, ax = plt.subplots(figsize=(6.4, 4.2))
         d = result["dense"]
-        ax.scatter([VISUAL if x_key == "keep" else d["ms_per_sample"]], [d["accuracy"]], c="k", marker="*", s=120,
+        ax.scatter([result.get("visual_tokens", VISUAL) if x_key == "keep" else d["ms_per_sample"]], [d["accuracy"]], c="k", marker="*", s=120,
                    label="dense", zorder=3)
         for name in dict.fromkeys(r["preset"] for r in result["rows"]):
-            rs = sorted((r for r in result["rows"] if r["preset"] == name), key=lambda r: r[x_key])
-            ax.plot([r[x_key] for r in rs], [r["accuracy"] for r in rs], marker="o", label=name)
+            x_of = (lambda r: kept_tokens(result, r["keep"])) if x_key == "keep" else (lambda r: r[x_key])
+            rs = sorted((r for r in result["rows"] if r["preset"] == name), key=x_of)
+            ax.plot([x_of(r) for r in rs], [r["accuracy"] for r in rs], marker="o", label=name)
         ax.set_xlabel(xlabel)
         ax.set_ylabel(f"accuracy ({result['split']}, n={result['limit']})")
         if x_key == "keep":

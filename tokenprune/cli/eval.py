@@ -9,10 +9,13 @@ from rich.table import Table
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     e = sub.add_parser("eval", help="accuracy of presets x budgets on ShapesVQA (JSON, CSV, Pareto plots)")
-    e.add_argument("--model", default="embedded", help="a ShapesVQA model folder, or 'embedded'")
+    e.add_argument("--model", default="embedded",
+                   help="a ShapesVQA model folder, 'embedded' (LLaVA-1.5 architecture) or 'embedded-qwen' (Qwen2-VL)")
     e.add_argument("--presets", default="fastv,divprune,visionzip,random")
-    e.add_argument("--keep", default="288,192,144,64,32", help="visual tokens kept per image (of 576)")
-    e.add_argument("--split", default="test")
+    e.add_argument("--keep", default="288,192,144,64,32",
+                   help="visual tokens kept per image or clip (a count, or a fraction below 1: 0.5,0.25)")
+    e.add_argument("--split", default="test", help="train, val, test (images) or clips-val, clips-test "
+                                                   "(8-frame clips; --model embedded-qwen)")
     e.add_argument("--limit", type=int, default=200, help="first N examples of the split")
     e.add_argument("--batch", type=int, default=16)
     e.add_argument("--layer", type=int, default=None, help="LM layer for in-LLM presets (default: the preset's)")
@@ -32,15 +35,15 @@ def run(args: argparse.Namespace, console: Console) -> int:
     from rich.progress import Progress
 
     from ..errors import InputError
-    from ..apps.quality import Sweep, run_sweep, save
+    from ..apps.quality import Sweep, question_kinds, run_sweep, save
 
     def split(text: str) -> list[str]:
         return [x for x in text.split(",") if x]
 
     try:
-        keeps = [int(k) for k in split(args.keep)]
+        keeps: list[int | float] = [float(k) if "." in k else int(k) for k in split(args.keep)]
     except ValueError as e:
-        raise InputError(f"--keep: expected comma-separated integers, got {args.keep!r}") from e
+        raise InputError(f"--keep: expected comma-separated counts or fractions, got {args.keep!r}") from e
     if args.backend == "lmms-eval":
         from ..integrations.lmms_eval.sweep import LmmsSweep, run_lmms_sweep
 
@@ -60,16 +63,17 @@ def run(args: argparse.Namespace, console: Console) -> int:
             task = prog.add_task("loading", total=n)
             result = run_sweep(sw, progress=lambda d: (prog.update(task, description=d), prog.advance(task)))
     paths = save(result, args.out)
+    kinds = question_kinds(result)
+    visual = result.get("visual_tokens", 576)
     d = result["dense"]
     t = Table(title=f"{result.get('backend', 'harness')}: {result['split']} (n={result['limit']}), model "
                     f"{result['model']}")
-    for col in ("method", "kept/576", "accuracy", "localized", "global", "retention", "ms/sample", "speedup",
-                "LM FLOPs"):
+    for col in ("method", f"kept/{visual:g}", "accuracy", *kinds, "retention", "ms/sample", "speedup", "LM FLOPs"):
         t.add_column(col)
-    t.add_row("dense", "576", _f(d["accuracy"]), _f(d.get("localized")), _f(d.get("global")), "1.000",
+    t.add_row("dense", f"{visual:g}", _f(d["accuracy"]), *[_f(d.get(k)) for k in kinds], "1.000",
               _f(d["ms_per_sample"], ".1f"), "1.00x", "1.000")
     for r in result["rows"]:
-        t.add_row(r["preset"], str(r["keep"]), _f(r["accuracy"]), _f(r.get("localized")), _f(r.get("global")),
+        t.add_row(r["preset"], str(r["keep"]), _f(r["accuracy"]), *[_f(r.get(k)) for k in kinds],
                   _f(r["retention"]), _f(r["ms_per_sample"], ".1f"), f"{r['speedup']:.2f}x", _f(r["flops_ratio"]))
     console.print(t)
     console.print("written: " + ", ".join(paths))
