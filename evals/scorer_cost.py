@@ -19,7 +19,7 @@ from tokenprune.scoring.view import TokenView
 
 CASES = [("random", "topk"), ("uniform", "topk"), ("norm", "topk"), ("debiased_attention", "topk"),
          ("norm", "maxmin"), ("attention", "mmr"), ("attention", "adaptive"),
-         ("entropy", "topk")]
+         ("entropy", "topk"), ("norm", "maxmin_fast"), ("attention", "mmr_fast")]
 
 
 def make_view(v: int, d: int, k: int) -> TokenView:
@@ -34,11 +34,11 @@ def make_view(v: int, d: int, k: int) -> TokenView:
     return view
 
 
-def run(tokens: list[int], dim: int, keep: float, repeats: int) -> list[dict]:
+def run(tokens: list[int], dim: int, keep: float, repeats: int, cases: list[tuple[str, str]] = CASES) -> list[dict]:
     rows = []
     for v in tokens:
         k = max(1, round(keep * v))
-        for scorer, selector in CASES:
+        for scorer, selector in cases:
             def once() -> None:
                 view = make_view(v, dim, k)
                 s = SCORERS.get(scorer)(view)[0]
@@ -68,9 +68,12 @@ def main() -> None:
     p.add_argument("--keep", type=float, default=0.25)
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--out", default=None, help="write JSON here")
+    p.add_argument("--cases", default=None, help="scorer+selector pairs, e.g. norm+maxmin_fast,attention+mmr_fast")
+    p.add_argument("--threads", type=int, default=None)
     a = p.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
-    rows = run(a.tokens, a.dim, a.keep, a.repeats)
+    torch.set_num_threads(a.threads or max(1, torch.get_num_threads()))
+    cases = [tuple(c.split("+")) for c in a.cases.split(",")] if a.cases else CASES
+    rows = run(a.tokens, a.dim, a.keep, a.repeats, cases)
     if a.out:
         with open(a.out, "w") as f:
             json.dump(rows, f, indent=2)

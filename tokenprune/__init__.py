@@ -1,5 +1,5 @@
 """tokenprune: visual-token pruning for Hugging Face vision-language models."""
-from . import reduce, scoring, selection  # noqa: F401  (registration)
+from . import fast_diversity, reduce, scoring, selection  # noqa: F401  (registration)
 from .api import PruneHandle, apply, pruned
 from .config import PruneConfig, Stage
 from .errors import AlreadyAttachedError, ConfigError, InputError, TokenPruneError, UnsupportedModelError

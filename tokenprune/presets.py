@@ -63,6 +63,12 @@ _LIST = [
     Preset("video-evs", "Efficient-Video-Sampling-like: before the LM, drop the video tokens that changed least from "
            "the same cell of the previous frame (first frame kept first; images rank by feature norm), keep 25%",
            _one(at=PRE_LLM, keep=0.25, scorer="temporal", selector="topk", reducer="drop")),
+    Preset("video-divprune", "DivPrune at video scale: max-min diversity on 64-dim sketched cosines with an "
+           "incremental greedy (no V x V matrix), before the LM, keep 25%",
+           _one(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin_fast", reducer="drop")),
+    Preset("video-quota", "QuoTA-like: each video's budget split over its frames by relevance to the question "
+           "(layer-0 text-to-frame attention), attention top-k inside each frame, before the LM, keep 25%",
+           _one(at=PRE_LLM, keep=0.25, scorer="frame_quota", selector="topk", reducer="drop")),
     Preset("random", "Seeded random visual tokens before the LM, keep 25% (a baseline)",
            _one(at=PRE_LLM, keep=0.25, scorer="random", selector="topk", reducer="drop")),
     Preset("uniform", "Evenly strided visual tokens before the LM, keep 25% (a spatial baseline)",

@@ -16,6 +16,8 @@ SCHEDULES = {
     "k2": [Stage(2, keep=0.25)],
     "k1_quota": [Stage(1, keep=0.5, scorer="frame_quota")],
     "pre+k1": [Stage("pre_llm", keep=0.75, scorer="norm", selector="maxmin"), Stage(1, keep=2)],
+    "pre_maxmin_fast": [Stage("pre_llm", keep=0.5, scorer="norm", selector="maxmin_fast", dims=8)],
+    "k1_mmr_fast": [Stage(1, keep=0.5, selector="mmr_fast", lam=0.3, dims=0)],
 }
 
 
