@@ -1,5 +1,6 @@
 """DESIGN.md §5 invariants on video: Qwen2-VL / 2.5-VL / 3-VL, a batch of two videos of different lengths and an
-image-only row, left and right padding (LLaVA-OneVision video has no tiny input builder yet)."""
+image-only row, left and right padding; LLaVA-OneVision the same with two videos of one length (its
+``pixel_values_videos`` is one tensor, so Hugging Face batches one frame count)."""
 import pytest
 import torch
 
@@ -10,7 +11,7 @@ from tokenprune.testing.tiny import Item, make_inputs
 from ..conftest import GEN, tiny
 from ..reference import capture_lm_inputs, reference_row_logits
 
-FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl"]
+FAMILIES = ["qwen2_vl", "qwen2_5_vl", "qwen3_vl", "llava_onevision"]
 SCHEDULES = {
     "pre_temporal": [Stage("pre_llm", keep=0.5, scorer="temporal")],
     "k2": [Stage(2, keep=0.25)],
@@ -22,6 +23,9 @@ SCHEDULES = {
 
 
 def video_batch(family, model, padding):
+    if family == "llava_onevision":
+        prompts = [[Item(video=True, frames=3)], [Item(video=True, frames=3)], [Item((56, 56))]]
+        return make_inputs(family, model, prompts, padding=padding)
     prompts = [[Item((56, 56), video=True, frames=2)], [Item((56, 84), video=True, frames=3)], [Item((56, 56))]]
     return make_inputs(family, model, prompts, padding=padding)
 
@@ -49,7 +53,8 @@ def test_reference_and_generate(family, padding, name):
         grids = [[im.grid for im in row] for row in st.images]
         cached = model.generate(**inputs, max_new_tokens=6, do_sample=False, **GEN)
         recomputed = model.generate(**inputs, max_new_tokens=6, do_sample=False, use_cache=False, **GEN)
-    assert grids[0][0][0] == 2 and grids[1][0][0] == 3  # video items carry their temporal patches
+    want = (3, 3) if family == "llava_onevision" else (2, 3)
+    assert (grids[0][0][0], grids[1][0][0]) == want  # video items carry their frames (temporal patches)
     assert torch.equal(cached, recomputed)
     final = st.segments[-1]
     for row in range(out.shape[0]):

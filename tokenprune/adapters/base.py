@@ -104,7 +104,8 @@ class Adapter:
             return [feats.shape[-2]] * feats.shape[0] if feats.dim() == 3 else [feats.shape[0]]
         return [int(f.shape[-2]) if f.dim() == 3 else int(f.shape[0]) for f in feats]
 
-    def item_grids(self, counts: list[int], grid_thw: torch.Tensor | None) -> list[tuple[int, int, int] | None]:
+    def item_grids(self, counts: list[int], grid_thw: torch.Tensor | None, modality: str = "image",
+                   pixels: torch.Tensor | None = None) -> list[tuple[int, int, int] | None]:
         """Per item, its token grid ``(t, h, w)`` (frames × rows × columns after any patch merging), or ``None``
         where the tokens are not a plain grid (anyres crops with newline tokens, a kept [CLS] token)."""
         merge = getattr(getattr(self.vlm, "visual", None), "spatial_merge_size", 1)

@@ -1,7 +1,10 @@
 """LLaVA-OneVision (SigLIP tower + Qwen2 LM; anyres-max images, pooled video frames with a newline token)."""
 from __future__ import annotations
 
+import math
 from typing import Any
+
+import torch
 
 from .base import Adapter, register
 
@@ -22,3 +25,14 @@ class LlavaOnevisionAdapter(Adapter):
                                        image_token_id=ids["image"], video_token_id=ids["video"],
                                        image_grid_pinpoints=[[28, 56], [56, 28], [56, 56]],
                                        vision_feature_layer=-1, pad_token_id=ids["pad"])
+
+    def item_grids(self, counts: list[int], grid_thw: torch.Tensor | None, modality: str = "image",
+                   pixels: torch.Tensor | None = None) -> list[tuple[int, int, int] | None]:
+        """A video is ``frames × ⌈p/2⌉ × ⌈p/2⌉`` pooled tokens (p = patches per side) plus one trailing newline token;
+        images (anyres crops with newlines) have no plain grid."""
+        if modality != "video" or pixels is None or pixels.dim() != 5:
+            return super().item_grids(counts, grid_thw, modality, pixels)
+        vc = self.vlm.config.vision_config
+        side = math.ceil(vc.image_size // vc.patch_size / 2)
+        frames = int(pixels.shape[1])
+        return [(frames, side, side) if n == frames * side * side + 1 else None for n in counts]

@@ -49,7 +49,7 @@ class FeatureCapture:
         """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks."""
         counts = self.adapter.feature_counts(out)
         rec: dict[str, Any] = {"counts": counts, "padding": None, "vision": None, "keys": self._item_keys(out),
-                               "grids": self.adapter.item_grids(counts, grid)}
+                               "grids": self.adapter.item_grids(counts, grid, modality, pixel_values)}
         if "padding" in self._captures and modality == "image" and pixel_values is not None:
             pad = self.adapter.padding_tokens(pixel_values)
             if pad is not None and [p.numel() for p in pad] == counts:

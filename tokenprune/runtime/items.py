@@ -15,7 +15,8 @@ class MediaItem:
 
     ``pos``: positions of its surviving tokens in the current sequence; ``alive``: indices (into the item's original
     tokens) of its surviving tokens; ``grid``: ``(t, h, w)`` token grid when the tokens form one (``t`` frames or
-    temporal patches of ``h × w``), else ``None``; ``vision``/``padding``: per original token, the vision-tower
+    temporal patches of ``h × w``; tokens past ``t·h·w``, e.g. LLaVA-OneVision's trailing newline, belong to the last
+    frame and no cell), else ``None``; ``vision``/``padding``: per original token, the vision-tower
     attention and whether it covers padded canvas, when captured.
     """
 
@@ -37,7 +38,14 @@ class MediaItem:
         """The frame index of the item's original tokens ``local`` (0 where the item has no grid)."""
         if self.grid is None:
             return torch.zeros_like(local)
-        return local // (self.grid[1] * self.grid[2])
+        return (local // (self.grid[1] * self.grid[2])).clamp(max=self.grid[0] - 1)
+
+    def cell_of(self, local: torch.Tensor) -> torch.Tensor:
+        """The spatial index of the item's original tokens ``local`` in their frame's ``h × w`` grid (-1: none)."""
+        if self.grid is None:
+            return torch.full_like(local, -1)
+        per_frame = self.grid[1] * self.grid[2]
+        return torch.where(local < self.grid[0] * per_frame, local % per_frame, -1)
 
 
 def find_items(token_ids: dict[str, int], pending: dict[str, Any], b: int, device: torch.device

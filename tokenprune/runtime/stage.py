@@ -58,8 +58,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
             vi[r, sl], vm[r, sl], iid[r, sl] = im.pos, True, j
             loc[r, sl] = torch.arange(m, device=dev)
             if im.grid is not None:
-                per_frame = im.grid[1] * im.grid[2]
-                frame[r, sl], cell[r, sl] = im.alive // per_frame, im.alive % per_frame
+                frame[r, sl], cell[r, sl] = im.frame_of(im.alive), im.cell_of(im.alive)
             ilen[r, sl], bud[r, sl] = m, ks[r][j]
             if vis_att is not None:
                 if im.vision is None:

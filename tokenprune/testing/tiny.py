@@ -54,7 +54,7 @@ class Item:
 
     size: tuple[int, int] = (56, 56)  # (h, w) pixels (Qwen: multiple of 28)
     video: bool = False
-    frames: int = 2  # a Qwen video's temporal patches (2 frames each)
+    frames: int = 2  # a Qwen video's temporal patches (2 frames each); LLaVA-OneVision: frames
 
 
 def _pixels(family: str, model: Any, items: list[Item], gen: torch.Generator) -> dict[str, Any]:
@@ -72,8 +72,17 @@ def _pixels(family: str, model: Any, items: list[Item], gen: torch.Generator) ->
             out[key] = pv
             out[f"{kind}_grid_thw"] = grid
         return out
-    if any(i.video for i in items):
-        raise ValueError("tiny video inputs are built for the Qwen families only")
+    videos = [i for i in items if i.video]
+    if videos and family != "llava_onevision":
+        raise ValueError("tiny video inputs are built for the Qwen families and LLaVA-OneVision only")
+    if videos:
+        if len({i.frames for i in videos}) > 1:
+            raise ValueError("LLaVA-OneVision takes one frame count per batch (its pixel_values_videos is one tensor)")
+        crop = model.config.vision_config.image_size
+        out["pixel_values_videos"] = torch.rand(len(videos), videos[0].frames, 3, crop, crop, generator=gen)
+        items = [i for i in items if not i.video]
+        if not items:
+            return out
     if family == "llava":
         out["pixel_values"] = torch.rand(len(items), 3, 56, 56, generator=gen)
         return out
@@ -101,8 +110,8 @@ def item_counts(family: str, model: Any, pixels: dict[str, Any]) -> dict[str, li
             kw = {k: pixels[k] for k in ("image_sizes", "image_grid_thw") if k in pixels}
             out["image"] = ad.feature_counts(ad.vlm.get_image_features(pixels["pixel_values"], **kw))
         if "pixel_values_videos" in pixels:
-            out["video"] = ad.feature_counts(ad.vlm.get_video_features(pixels["pixel_values_videos"],
-                                                                       pixels["video_grid_thw"]))
+            kw = {"video_grid_thw": pixels["video_grid_thw"]} if "video_grid_thw" in pixels else {}
+            out["video"] = ad.feature_counts(ad.vlm.get_video_features(pixels["pixel_values_videos"], **kw))
     return out
 
 
