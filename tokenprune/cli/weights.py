@@ -26,7 +26,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--blocks", type=int, default=None, help="decoder blocks removed (lowest block influence)")
     p.add_argument("--attn-layers", type=int, default=None, help="attention sublayers removed (custom export only)")
     p.add_argument("--hidden", type=float, default=None, help=argparse.SUPPRESS)
-    p.add_argument("--method", default=None, choices=["wanda-sp", "flap", "taylor"])
+    p.add_argument("--method", default=None, choices=["wanda-sp", "flap", "taylor", "taylor-pm", "cfsp", "ziplm"])
+    p.add_argument("--reconstruct", default=None, choices=["on", "off"],
+                   help="least-squares re-fit of down_proj / o_proj after removal (default: on for ziplm)")
+    p.add_argument("--damp", type=float, default=None, help="relative damping of the re-fit (default 0.01)")
     p.add_argument("--calib-images", default="synthetic", help="a folder of images, or 'synthetic' (ShapesVQA)")
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--export", default=None, choices=["stock", "custom"])
@@ -47,9 +50,12 @@ def run(args: argparse.Namespace, console: Console) -> int:
     overrides = {k: getattr(args, a) for k, a in [("mlp", "mlp"), ("kv_groups", "kv_groups"), ("q_heads", "q_heads"),
                                                   ("blocks", "blocks"), ("attn_layers", "attn_layers"),
                                                   ("hidden", "hidden"), ("method", "method"), ("export", "export"),
-                                                  ("multiple", "multiple")] if getattr(args, a) is not None}
+                                                  ("multiple", "multiple"), ("damp", "damp")]
+                 if getattr(args, a) is not None}
     if args.bias_compensation is not None:
         overrides["bias_compensation"] = args.bias_compensation == "on"
+    if args.reconstruct is not None:
+        overrides["reconstruct"] = args.reconstruct == "on"
     spec = replace(spec, **overrides)
     if args.hidden:
         raise ConfigError(f"--hidden: got {args.hidden}; the hidden size is never pruned (the projector writes it)")

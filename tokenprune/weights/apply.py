@@ -9,6 +9,7 @@ import torch
 from ..errors import InputError
 from .backbone import Backbone
 from .plan import WeightPlan
+from .reconstruct import least_squares
 from .stats import CalibStats
 
 
@@ -58,6 +59,26 @@ def _compensate(linear: torch.nn.Linear, kept: torch.Tensor, mean: torch.Tensor)
     _add_bias(linear, linear.weight.data[:, drop.to(dev)].double() @ mean[drop].to(dev))
 
 
+def _refit(linear: torch.nn.Linear, kept: torch.Tensor, stats: Any, spec: Any, bias: bool
+           ) -> tuple[torch.Tensor, torch.Tensor | None] | None:
+    """Least-squares weights (and bias) for the kept input columns, or None when there is nothing to re-fit (no
+    reconstruction requested, or no column removed: a ratio of 0 stays bit-identical)."""
+    if not spec.reconstructs or len(kept) == linear.in_features:
+        return None
+    if stats is None or stats.gram is None:
+        raise InputError("stats: reconstruction needs calibration statistics with Gram matrices")
+    return least_squares(linear.weight, stats.gram, stats.total, stats.count, kept, spec.damp, bias)
+
+
+def _set_refit(linear: torch.nn.Linear, refit: tuple[torch.Tensor, torch.Tensor | None] | None) -> None:
+    if refit is None:
+        return
+    w, b = refit
+    linear.weight.data = w.to(linear.weight)
+    if b is not None:
+        _add_bias(linear, b)
+
+
 def _head_index(heads: list[int], hd: int, device: torch.device) -> torch.Tensor:
     return (torch.tensor(heads, device=device)[:, None] * hd + torch.arange(hd, device=device)).reshape(-1)
 
@@ -86,23 +107,27 @@ def apply_plan(bb: Backbone, plan: WeightPlan, stats: CalibStats | None = None) 
         dev = layer.mlp.down_proj.weight.device
         keep = torch.tensor(lp.mlp_keep, device=dev)
         mlp = layer.mlp
-        if mlp_bias:
+        refit = _refit(mlp.down_proj, keep, stats.mlp[lp.index] if stats else None, plan.spec, mlp_bias)
+        if mlp_bias and refit is None:
             _compensate(mlp.down_proj, keep, stats.mlp[lp.index].mean)
         _rows(mlp.gate_proj, keep)
         _rows(mlp.up_proj, keep)
         _cols(mlp.down_proj, keep)
+        _set_refit(mlp.down_proj, refit)
         if mlp_bias:
             _add_bias(mlp.gate_proj)
             _add_bias(mlp.up_proj)
         attn = layer.self_attn
         q_idx = _head_index(lp.heads_keep, hd, dev)
         kv_idx = _head_index(lp.kv_keep, hd, dev)
-        if attn_bias:
+        refit = _refit(attn.o_proj, q_idx, stats.attn[lp.index] if stats else None, plan.spec, attn_bias)
+        if attn_bias and refit is None:
             _compensate(attn.o_proj, q_idx, stats.attn[lp.index].mean)
         _rows(attn.q_proj, q_idx)
         _rows(attn.k_proj, kv_idx)
         _rows(attn.v_proj, kv_idx)
         _cols(attn.o_proj, q_idx)
+        _set_refit(attn.o_proj, refit)
         if attn_bias:
             for lin in (attn.q_proj, attn.k_proj, attn.v_proj):
                 _add_bias(lin)

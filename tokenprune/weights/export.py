@@ -35,7 +35,8 @@ def prune(model: Any, spec: WeightSpec, batches: Iterable[dict[str, Any]], token
     """
     bb = backbone(model)
     spec.validate_for(bb)
-    stats = collect(bb, batches, taylor=spec.method == "taylor", token_config=token_config, progress=progress)
+    stats = collect(bb, batches, taylor=spec.method in ("taylor", "taylor-pm"), token_config=token_config,
+                    progress=progress, gram=spec.needs_gram)
     plan = make_plan(bb, stats, spec)
     mlp_bias, attn_bias = bias_flags(bb, plan)
     promised = expected_params(bb, plan, mlp_bias, attn_bias)

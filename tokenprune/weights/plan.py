@@ -15,7 +15,7 @@ import torch
 
 from ..errors import ConfigError
 from .backbone import Backbone
-from .importance import METHODS, group_scores, head_scores, mlp_scores
+from .importance import METHODS, TAYLOR, group_scores, head_scores, mlp_scores
 from .stats import CalibStats
 
 
@@ -26,6 +26,8 @@ class WeightSpec:
     mlp: fraction of MLP channels removed, in [0, 1). kv_groups: KV groups (a KV head with its query heads) removed
     per layer. q_heads: query heads removed inside every kept group. blocks: decoder blocks removed. attn_layers:
     attention sublayers removed (``custom`` only). hidden: must stay 0 — the hidden size is never pruned.
+    reconstruct: re-fit the surviving ``down_proj`` / ``o_proj`` columns to the dense output by least squares on the
+    calibration Gram matrices (default: on for ``ziplm``, off otherwise); damp: its relative damping.
     """
     mlp: float = 0.0
     kv_groups: int = 0
@@ -37,6 +39,16 @@ class WeightSpec:
     multiple: int = 32
     bias_compensation: bool | None = None
     hidden: float = 0.0
+    reconstruct: bool | None = None
+    damp: float = 0.01
+
+    @property
+    def reconstructs(self) -> bool:
+        return self.reconstruct if self.reconstruct is not None else self.method == "ziplm"
+
+    @property
+    def needs_gram(self) -> bool:
+        return self.reconstructs or self.method == "ziplm"
 
     def check_types(self) -> None:
         """Type checks that need no model (run on loading a config, before any calibration)."""
@@ -48,8 +60,12 @@ class WeightSpec:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, (int, float)):
                 raise ConfigError(f"{name}: got {v!r}; allowed: a number")
-        if not isinstance(self.bias_compensation, bool) and self.bias_compensation is not None:
-            raise ConfigError(f"bias_compensation: got {self.bias_compensation!r}; allowed: true or false")
+        for name in ("bias_compensation", "reconstruct"):
+            v = getattr(self, name)
+            if not isinstance(v, bool) and v is not None:
+                raise ConfigError(f"{name}: got {v!r}; allowed: true or false")
+        if isinstance(self.damp, bool) or not isinstance(self.damp, (int, float)) or not self.damp >= 0:
+            raise ConfigError(f"damp: got {self.damp!r}; allowed: a number >= 0")
         if not isinstance(self.method, str) or not isinstance(self.export, str):
             raise ConfigError(f"method/export: got {self.method!r}/{self.export!r}; allowed: strings")
 
@@ -75,6 +91,8 @@ class WeightSpec:
                               f"({bb.heads} query heads / {kv} KV heads = {rep} per group; GQA needs >= 1)")
         if not 0 <= self.blocks < L:
             raise ConfigError(f"blocks: got {self.blocks}; allowed: 0..{L - 1}")
+        if self.method == "ziplm" and self.export != "stock":
+            raise ConfigError("method: ziplm plans one width per layer by structured OBS; use export='stock'")
         if self.attn_layers and self.export != "custom":
             raise ConfigError("attn_layers: dropping attention sublayers needs export='custom' (a stock config "
                               "cannot express a layer without attention)")
@@ -136,11 +154,21 @@ def make_plan(bb: Backbone, stats: CalibStats, spec: WeightSpec) -> WeightPlan:
     """Scores every layer with ``spec.method`` and allocates the request (see the module docstring)."""
     spec.validate_for(bb)
     L, H, kv, hd, m = len(bb.layers), bb.heads, bb.kv_heads, bb.head_dim, bb.intermediate
-    if spec.method == "taylor" and stats.grads is None:
-        raise ConfigError("method 'taylor' needs statistics collected with taylor=True")
+    if spec.method in TAYLOR and stats.grads is None:
+        raise ConfigError(f"method {spec.method!r} needs statistics collected with taylor=True")
+    if spec.needs_gram and stats.mlp[0].gram is None:
+        raise ConfigError(f"method {spec.method!r} / reconstruct needs statistics collected with gram=True")
     mlp_s, head_s, group_s = [], [], []
     for i, layer in enumerate(bb.layers):
         prefix = f"layers.{i}"
+        if spec.method == "ziplm":
+            from .ziplm import ziplm_scores
+
+            m_s, h, g = ziplm_scores(layer, stats.mlp[i], stats.attn[i], spec, bb)
+            mlp_s.append(m_s)
+            head_s.append(h)
+            group_s.append(g)
+            continue
         mlp_s.append(mlp_scores(spec.method, layer.mlp, stats.mlp[i], stats.grads, prefix))
         h = head_scores(spec.method, layer.self_attn, stats.attn[i], stats.grads, prefix, H, hd)
         head_s.append(h)

@@ -1,7 +1,7 @@
 """Calibration statistics for the weight pruners, gathered through the whole VLM (visual tokens included).
 
 Running sums only (bounded memory): per channel of each ``down_proj`` and ``o_proj`` input — sum, sum of squares,
-count; per layer — mean cosine between block input and output (ShortGPT block influence) and between X and
+count (and, for reconstruction / ZipLM, the Gram matrix ``Σ x xᵀ``: in² float64 per projection); per layer — mean cosine between block input and output (ShortGPT block influence) and between X and
 X + Attn(LN(X)) (LLM-Drop attention influence). ``taylor=True`` also accumulates gradients of the next-token loss
 over the text tokens (LLM-Pruner's first-order importance).
 """
@@ -18,21 +18,28 @@ from ..errors import InputError
 from .backbone import Backbone
 
 
+GRAM_LIMIT = 16 * 2**30
+
+
 @dataclass
 class Running:
     total: torch.Tensor
     sq: torch.Tensor
     count: int = 0
+    gram: torch.Tensor | None = None
 
     @classmethod
-    def zeros(cls, n: int) -> "Running":
-        return cls(torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64))
+    def zeros(cls, n: int, gram: bool = False) -> "Running":
+        return cls(torch.zeros(n, dtype=torch.float64), torch.zeros(n, dtype=torch.float64),
+                   gram=torch.zeros(n, n, dtype=torch.float64) if gram else None)
 
     def add(self, x: torch.Tensor) -> None:
         x = x.detach().reshape(-1, x.shape[-1]).double().cpu()
         self.total += x.sum(0)
         self.sq += (x * x).sum(0)
         self.count += x.shape[0]
+        if self.gram is not None:
+            self.gram += x.T @ x
 
     @property
     def mean(self) -> torch.Tensor:
@@ -75,7 +82,7 @@ def _first(out: Any) -> torch.Tensor:
 
 
 def collect(bb: Backbone, batches: Iterable[dict[str, Any]], taylor: bool = False, token_config: Any = None,
-            progress: Any = None) -> CalibStats:
+            progress: Any = None, gram: bool = False) -> CalibStats:
     """Runs ``batches`` (model inputs, one unpadded sample each) through the model and returns the statistics.
 
     ``token_config``: a :class:`~tokenprune.PruneConfig` attached during calibration, so the statistics describe the
@@ -84,8 +91,14 @@ def collect(bb: Backbone, batches: Iterable[dict[str, Any]], taylor: bool = Fals
     from ..api import pruned
 
     L = len(bb.layers)
-    stats = CalibStats([Running.zeros(bb.intermediate) for _ in range(L)],
-                       [Running.zeros(bb.heads * bb.head_dim) for _ in range(L)], [0.0] * L, [0.0] * L)
+    if gram:
+        need = 8 * L * (bb.intermediate ** 2 + (bb.heads * bb.head_dim) ** 2)
+        if need > GRAM_LIMIT:
+            raise InputError(f"calibration: Gram matrices for reconstruction / ZipLM need {need / 2**30:.1f} GiB "
+                             f"(L x (intermediate^2 + (heads x head_dim)^2) float64); the limit is "
+                             f"{GRAM_LIMIT / 2**30:.0f} GiB")
+    stats = CalibStats([Running.zeros(bb.intermediate, gram) for _ in range(L)],
+                       [Running.zeros(bb.heads * bb.head_dim, gram) for _ in range(L)], [0.0] * L, [0.0] * L)
     handles: list = []
     ctx = pruned(bb.model, token_config) if token_config is not None else contextlib.nullcontext()
     with ctx:  # token pruning's layer hooks go first, so ours see the sequences the layers really get

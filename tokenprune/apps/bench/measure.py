@@ -131,7 +131,7 @@ def measure(model: torch.nn.Module, inputs: dict[str, Any], config: PruneConfig 
         extra.__exit__(None, None, None)
     n = int(inputs["attention_mask"][0].sum())
     dense_flops = prefill_flops([n] * ad.num_layers, ad.text_config) * inputs["input_ids"].shape[0]
-    visual = int((inputs["input_ids"][0] == ad.visual_token_ids()["image"]).sum())
+    visual = sum(int((inputs["input_ids"][0] == t).sum()) for t in ad.visual_token_ids().values())
     return Measurement(
         label=label, batch=inputs["input_ids"].shape[0],
         visual_tokens=stats.stages[-1].kept[0] if stats is not None else visual,
