@@ -6,7 +6,10 @@ Steps alternate between an image batch and a clip batch (``--clip-every``). Each
 question/answer turns in one sequence, so its visual tokens are paid once for several answers. Besides the answer
 loss, a linear head on the merger output (one row per LLM visual token) predicts the colour, shape, grid cell and
 "holds an object's centre" of the 28-px region it covers (for clips: on the first frame of its temporal patch) — an
-auxiliary loss that grounds the visual tokens quickly; the head is not exported.
+auxiliary loss that grounds the visual tokens quickly; the head is not exported. ``--ground`` adds the LLaVA
+recipe's attention grounding: one query head in layers 2 and 3 is taught to attend, from each answer position, to the
+evidence tokens of its question (for clips, restricted to the first / last temporal patch when the question says
+"at the start" / "at the end").
 """
 from __future__ import annotations
 
@@ -29,8 +32,21 @@ from tokenprune.shapesvqa.qwen_processor import video_pixels
 from tokenprune.shapesvqa.questions import make_qas
 from tokenprune.shapesvqa.scene import make_scene, patch_labels, render
 
+from .train import evidence
+
 AUX = {"colour": 7, "shape": 5, "cell": 9, "centre": 2}
 AUX_WEIGHT = {"centre": [1.0, 10.0], "shape": [1.0, 4.0, 4.0, 4.0, 4.0], "colour": [1.0] + [4.0] * 6}
+GROUNDED = ((2, 0), (3, 0))  # (layer, query head)
+START = ("start_colour", "start_shape", "count_start")
+END = ("end_colour", "end_shape", "count_end", "count_colour_end")
+
+
+def clip_evidence(qa, obj: torch.Tensor, cell: torch.Tensor, group: torch.Tensor, groups: int) -> torch.Tensor:
+    """Evidence distribution over a clip's tokens (``obj``/``cell``/``group`` per token, time-restricted)."""
+    if qa.type in START or qa.type in END:
+        inside = group == (0 if qa.type in START else groups - 1)
+        obj, cell = torch.where(inside, obj, 0), torch.where(inside, cell, -1)
+    return evidence(qa, obj, cell)
 
 
 class Batcher:
@@ -41,6 +57,18 @@ class Batcher:
         self.vocab = processor.tokenizer.get_vocab()
         self.turns = turns
         self.ids_of = lambda words: [self.vocab[w] for w in words]
+
+    def _focus(self, input_ids: torch.Tensor, pad_token: str, dists: list[list[torch.Tensor]]) -> torch.Tensor:
+        """``[n_answers, seq]`` target attention: each answer's evidence placed on its row's visual positions."""
+        rows = [d for per_row in dists for d in per_row]
+        out = torch.zeros(len(rows), input_ids.shape[1])
+        k = 0
+        for r, per_row in enumerate(dists):
+            pos = (input_ids[r] == self.vocab[pad_token]).nonzero().squeeze(1)
+            for d in per_row:
+                out[k, pos] = d
+                k += 1
+        return out
 
     def _rows(self, n_tokens: list[int], qas: list[list], pad_token: str) -> tuple:
         rows, targets = [], []
@@ -68,7 +96,7 @@ class Batcher:
         return input_ids, mask, mm, pos, tgt
 
     def images(self, seeds: list[int], rng: random.Random) -> dict[str, torch.Tensor]:
-        imgs, qas, labels, counts = [], [], {k: [] for k in AUX}, []
+        imgs, qas, labels, counts, dists = [], [], {k: [] for k in AUX}, [], []
         for seed in seeds:
             scene = make_scene(seed, *rng.choice(Q.IMAGE_SIZES))
             img, lmap = render(scene)
@@ -78,14 +106,17 @@ class Batcher:
                 labels[k].append(torch.as_tensor(pl[k]))
             counts.append(len(pl["cell"]))
             qas.append(make_qas(scene, self.turns, seed * 31 + 7))
+            obj, cell = torch.as_tensor(pl["object"]), torch.as_tensor(pl["cell"])
+            dists.append([evidence(qa, obj, cell) for qa in qas[-1]])
         px = self.p.image_processor(images=imgs, return_tensors="pt")
         input_ids, mask, mm, pos, tgt = self._rows(counts, qas, "<|image_pad|>")
         return {"pixel_values": px["pixel_values"], "image_grid_thw": px["image_grid_thw"], "input_ids": input_ids,
                 "attention_mask": mask, "mm_token_type_ids": mm, "pos": pos, "tgt": tgt,
+                "focus": self._focus(input_ids, "<|image_pad|>", dists),
                 **{f"aux_{k}": torch.cat(v) for k, v in labels.items()}}
 
     def clips(self, seeds: list[int], rng: random.Random) -> dict[str, torch.Tensor]:
-        pix, grids, qas, labels, counts = [], [], [], {k: [] for k in AUX}, []
+        pix, grids, qas, labels, counts, dists = [], [], [], {k: [] for k in AUX}, [], []
         ip = self.p.image_processor
         for seed in seeds:
             clip = make_clip(seed)
@@ -93,32 +124,73 @@ class Batcher:
             p, g = video_pixels(frames, ip.image_mean, ip.image_std)
             pix.append(torch.from_numpy(p))
             grids.append(g)
+            objs, cells = [], []
             for t in range(0, clip.frames, 2):
                 pl = clip_patch_labels(clip, lmaps[t], t, Q.MERGE)
                 for k in AUX:
                     labels[k].append(torch.as_tensor(pl[k]))
+                objs.append(torch.as_tensor(pl["object"]))
+                cells.append(torch.as_tensor(pl["cell"]))
             counts.append(g[0] * g[1] * g[2] // 4)
             qas.append(make_clip_qas(clip, self.turns, seed * 31 + 7))
+            group = torch.arange(len(objs)).repeat_interleave(len(objs[0]))
+            dists.append([clip_evidence(qa, torch.cat(objs), torch.cat(cells), group, len(objs)) for qa in qas[-1]])
         input_ids, mask, mm, pos, tgt = self._rows(counts, qas, "<|video_pad|>")
         return {"pixel_values_videos": torch.cat(pix), "video_grid_thw": torch.tensor(grids), "input_ids": input_ids,
                 "attention_mask": mask, "mm_token_type_ids": mm, "pos": pos, "tgt": tgt,
+                "focus": self._focus(input_ids, "<|video_pad|>", dists),
                 **{f"aux_{k}": torch.cat(v) for k, v in labels.items()}}
 
 
-def losses(model, head, batch: dict, aux_weight: float) -> tuple[torch.Tensor, dict[str, float]]:
-    feats = []
-    hook = model.model.visual.merger.register_forward_hook(lambda m, a, out: feats.append(out))
+def _grounding(model, captured: dict, pos: torch.Tensor, focus: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy between ``focus`` and each grounded head's attention from the answer positions over the row's
+    visual tokens (q/k recomputed from the captured layer inputs with their rotary embeddings)."""
+    from transformers.models.qwen2_vl.modeling_qwen2_vl import rotate_half
+
+    total = 0.0
+    for layer_idx, head in GROUNDED:
+        h, (cos, sin) = captured[layer_idx]
+        attn = model.model.language_model.layers[layer_idx].self_attn
+        hd = attn.head_dim
+        q = attn.q_proj(h[pos[:, 0], pos[:, 1]])[:, head * hd:(head + 1) * hd]
+        c, s_ = cos[pos[:, 0], pos[:, 1]], sin[pos[:, 0], pos[:, 1]]
+        q = q * c + rotate_half(q) * s_
+        kv = head // attn.num_key_value_groups
+        k = attn.k_proj(h)[..., kv * hd:(kv + 1) * hd]
+        k = (k * cos + rotate_half(k) * sin)[pos[:, 0]]  # (n_qa, seq, hd)
+        logits = (q[:, None] * k).sum(-1).float() * attn.scaling
+        visual = captured["visual"][pos[:, 0]]  # each answer's row: its visual tokens
+        logp = torch.log_softmax(logits.masked_fill(~visual, float("-inf")), -1)
+        total = total - (focus * logp.masked_fill(~visual, 0)).sum(-1).mean()
+    return total / len(GROUNDED)
+
+
+def losses(model, head, batch: dict, aux_weight: float, ground: float = 0.0) -> tuple[torch.Tensor, dict[str, float]]:
+    feats, captured = [], {}
+    hooks = [model.model.visual.merger.register_forward_hook(lambda m, a, out: feats.append(out))]
+    if ground:
+        for layer_idx, _ in GROUNDED:
+            def grab(m, args, kwargs, i=layer_idx):
+                captured[i] = (kwargs.get("hidden_states", args[0] if args else None), kwargs["position_embeddings"])
+            hooks.append(model.model.language_model.layers[layer_idx].self_attn.register_forward_pre_hook(
+                grab, with_kwargs=True))
     try:
         keys = ("input_ids", "attention_mask", "mm_token_type_ids", "pixel_values", "image_grid_thw",
                 "pixel_values_videos", "video_grid_thw")
         out = model.model(**{k: batch[k] for k in keys if k in batch})
     finally:
-        hook.remove()
+        for hk in hooks:
+            hk.remove()
     pos = batch["pos"]
     logits = model.lm_head(out.last_hidden_state[pos[:, 0], pos[:, 1]]).float()
     qa = F.cross_entropy(logits, batch["tgt"])
     logs = {"qa": qa.item(), "qa_acc": (logits.argmax(-1) == batch["tgt"]).float().mean().item()}
     total = qa
+    if ground:
+        captured["visual"] = batch["mm_token_type_ids"] > 0
+        g = _grounding(model, captured, pos, batch["focus"])
+        logs["ground"] = g.item()
+        total = total + ground * g
     if aux_weight:
         a = head(feats[0]).float()
         start = 0
@@ -159,6 +231,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--clip-every", type=int, default=2, help="every N-th step is a clip step")
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--aux", type=float, default=0.5)
+    ap.add_argument("--ground", type=float, default=1.0, help="weight of the attention-grounding loss")
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-n", type=int, default=192)
     ap.add_argument("--resume", action="store_true")
@@ -208,7 +281,7 @@ def main(argv: list[str] | None = None) -> None:
         for g in opt.param_groups:
             g["lr"] = lr_at()
         with torch.autocast(device, dtype=torch.bfloat16):
-            loss, logs = losses(model, head, batch, args.aux)
+            loss, logs = losses(model, head, batch, args.aux, args.ground)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)

@@ -167,3 +167,29 @@ def test_qwen_processor_expands_placeholders_and_marks_modalities():
     assert lengths[0] != lengths[1] and x["attention_mask"][:, -1].all()  # left padding
     with pytest.raises(ValueError, match="placeholder"):
         proc(text=["no media here"], images=[np.zeros((56, 56, 3), np.uint8)])
+
+
+@pytest.mark.parametrize("kind", ["images", "clips"])
+def test_qwen_training_rows_answers_and_evidence(kind):
+    """The training batches: answers sit right after 'ASSISTANT :', every evidence distribution lies on its own
+    row's visual tokens and sums to 1, and the losses (answer, auxiliary, grounding) are finite."""
+    import random
+
+    from evals.shapesvqa.train_qwen import Batcher, losses
+    from tokenprune.shapesvqa import qwen as Q
+
+    proc = Q.make_processor()
+    batcher = Batcher(proc, turns=3)
+    b = getattr(batcher, kind)([11, 12], random.Random(0))
+    vocab = proc.tokenizer.get_vocab()
+    ids = b["input_ids"]
+    for (r, p), t in zip(b["pos"].tolist(), b["tgt"].tolist()):
+        assert ids[r, p].item() == vocab[":"] and ids[r, p - 1].item() == vocab["ASSISTANT"] and ids[r, p + 1] == t
+    visual = b["mm_token_type_ids"] > 0
+    focus = b["focus"]
+    torch.testing.assert_close(focus.sum(1), torch.ones(len(focus)))
+    assert not (focus[~visual[b["pos"][:, 0]]] > 0).any()
+    model = Q.make_model(layers=4)
+    head = torch.nn.Linear(192, 23)
+    total, logs = losses(model, head, b, aux_weight=0.5, ground=1.0)
+    assert torch.isfinite(total) and {"qa", "ground", "aux_shape"} <= set(logs)

@@ -29,7 +29,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--method", default=None, choices=["wanda-sp", "flap", "taylor", "taylor-pm", "cfsp", "ziplm"])
     p.add_argument("--reconstruct", default=None, choices=["on", "off"],
                    help="least-squares re-fit of down_proj / o_proj after removal (default: on for ziplm)")
-    p.add_argument("--damp", type=float, default=None, help="relative damping of the re-fit (default 0.01)")
+    p.add_argument("--damp", type=float, default=None, help="relative damping of the re-fit (default 1e-4)")
     p.add_argument("--calib-images", default="synthetic", help="a folder of images, or 'synthetic' (ShapesVQA)")
     p.add_argument("--calib-samples", type=int, default=32)
     p.add_argument("--export", default=None, choices=["stock", "custom"])

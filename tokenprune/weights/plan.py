@@ -40,7 +40,7 @@ class WeightSpec:
     bias_compensation: bool | None = None
     hidden: float = 0.0
     reconstruct: bool | None = None
-    damp: float = 0.01
+    damp: float = 1e-4
 
     @property
     def reconstructs(self) -> bool:
