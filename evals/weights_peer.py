@@ -116,6 +116,8 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--calib-samples", type=int, default=32)
     ap.add_argument("--methods", nargs="+", default=OURS)
     ap.add_argument("--peer", nargs="+", default=PEER)
+    ap.add_argument("--reconstruct", nargs="*", default=["wanda-sp", "flap"],
+                    help="methods also run with reconstruction (ziplm always reconstructs)")
     ap.add_argument("--damp", type=float, default=WeightSpec.damp, help="relative damping of our reconstruction")
     ap.add_argument("--out", default=None)
     args = ap.parse_args(argv)
@@ -127,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
     dense, dense_hits = _hits(model, processor, exs, inputs)
     print(f"dense: {dense['accuracy']:.3f} on {len(exs)} test questions")
     jobs = [("ours", meth, r, rec) for r in args.ratios for meth in args.methods
-            for rec in ((True,) if meth == "ziplm" else (False, True))]
+            for rec in ((True,) if meth == "ziplm" else (False, True) if meth in args.reconstruct else (False,))]
     jobs += [("torch-pruning", crit, r, False) for r in args.ratios for crit in args.peer]
     rows, reload_checked = [], set()
     for side, name, ratio, rec in tqdm(jobs, desc="variants"):

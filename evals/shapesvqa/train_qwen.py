@@ -41,12 +41,20 @@ START = ("start_colour", "start_shape", "count_start")
 END = ("end_colour", "end_shape", "count_end", "count_colour_end")
 
 
+def safe_evidence(qa, obj: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    """:func:`evidence`, uniform over every token when no token holds any evidence (a small shape can miss every
+    28-px token centre; 0/0 would make the loss NaN)."""
+    if not (obj > 0).any() and (qa.cell is None or not (cell == qa.cell).any()):
+        return torch.full(obj.shape, 1.0 / obj.numel())
+    return evidence(qa, obj, cell)
+
+
 def clip_evidence(qa, obj: torch.Tensor, cell: torch.Tensor, group: torch.Tensor, groups: int) -> torch.Tensor:
     """Evidence distribution over a clip's tokens (``obj``/``cell``/``group`` per token, time-restricted)."""
     if qa.type in START or qa.type in END:
         inside = group == (0 if qa.type in START else groups - 1)
         obj, cell = torch.where(inside, obj, 0), torch.where(inside, cell, -1)
-    return evidence(qa, obj, cell)
+    return safe_evidence(qa, obj, cell)
 
 
 class Batcher:
@@ -107,7 +115,7 @@ class Batcher:
             counts.append(len(pl["cell"]))
             qas.append(make_qas(scene, self.turns, seed * 31 + 7))
             obj, cell = torch.as_tensor(pl["object"]), torch.as_tensor(pl["cell"])
-            dists.append([evidence(qa, obj, cell) for qa in qas[-1]])
+            dists.append([safe_evidence(qa, obj, cell) for qa in qas[-1]])
         px = self.p.image_processor(images=imgs, return_tensors="pt")
         input_ids, mask, mm, pos, tgt = self._rows(counts, qas, "<|image_pad|>")
         return {"pixel_values": px["pixel_values"], "image_grid_thw": px["image_grid_thw"], "input_ids": input_ids,

@@ -193,3 +193,6 @@ def test_qwen_training_rows_answers_and_evidence(kind):
     head = torch.nn.Linear(192, 23)
     total, logs = losses(model, head, b, aux_weight=0.5, ground=1.0)
     assert torch.isfinite(total) and {"qa", "ground", "aux_shape"} <= set(logs)
+    # clip 55 has a question whose evidence misses every token centre: uniform, not 0/0 (a NaN loss once)
+    focus = batcher.clips([55], random.Random(0))["focus"]
+    assert torch.isfinite(focus).all()
