@@ -67,9 +67,11 @@ def peer_prune(model, criterion: str, width: int, calib: list[dict]) -> None:
     else:
         imp = tp.importance.ActivationImportance()
         sq = [torch.zeros(m, dtype=torch.float64) for _ in lm.layers]
-        hooks = [layer.mlp.down_proj.register_forward_pre_hook(
-            lambda mod, a, i=i: sq[i].add_((a[0].detach().double() ** 2).reshape(-1, m).sum(0)))
-            for i, layer in enumerate(lm.layers)]
+        def grab(mod, a, i):  # a pre-hook must return None, or its value replaces the input
+            sq[i].add_((a[0].detach().double() ** 2).reshape(-1, m).sum(0))
+
+        hooks = [layer.mlp.down_proj.register_forward_pre_hook(lambda mod, a, i=i: grab(mod, a, i))
+                 for i, layer in enumerate(lm.layers)]
         with torch.no_grad():
             for b in calib:
                 model(**b)
@@ -154,9 +156,12 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(row)
         tqdm.write(f"{side:13} {name:10} rec={str(rec):5} mlp -{ratio:.0%} (width {width}): acc {r['accuracy']:.3f} "
                    f"(loc {r['localized']:.3f} glob {r['global']:.3f})  calib {secs:.1f}s")
-    result = {"limit": len(exs), "calib_samples": args.calib_samples, "dense": dense, "dense_hits": dense_hits,
-              "dense_lm_params": _lm_params(model), "rows": rows, "threads": torch.get_num_threads()}
-    return write_json(args.out, result)
+        result = {"limit": len(exs), "calib_samples": args.calib_samples, "dense": dense, "dense_hits": dense_hits,
+                  "dense_lm_params": _lm_params(model), "rows": rows, "threads": torch.get_num_threads(),
+                  "complete": len(rows) == len(jobs)}
+        if args.out:  # after every variant: a crash late in the grid keeps what was measured
+            write_json(args.out, result)
+    return result
 
 
 if __name__ == "__main__":

@@ -243,6 +243,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--eval-every", type=int, default=250)
     ap.add_argument("--eval-n", type=int, default=192)
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--init", default=None, help="start from a saved model folder (e.g. the committed work-in-progress "
+                                                 "export; auxiliary head and optimizer start fresh)")
     ap.add_argument("--export", default=None, help="save the model and processor here after each evaluation")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
@@ -261,6 +263,10 @@ def main(argv: list[str] | None = None) -> None:
     opt = torch.optim.AdamW(params, lr=args.lr, weight_decay=0.01, betas=(0.9, 0.98))
     step, ckpt = 0, work / "ckpt.pt"
     best = -1.0
+    if args.init and not (args.resume and ckpt.is_file()):
+        from transformers import Qwen2VLForConditionalGeneration
+
+        model.load_state_dict(Qwen2VLForConditionalGeneration.from_pretrained(args.init).state_dict())
     if args.resume and ckpt.is_file():
         state = torch.load(ckpt, map_location=device)
         model.load_state_dict(state["model"])
