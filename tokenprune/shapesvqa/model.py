@@ -35,15 +35,20 @@ def make_config(**overrides: Any) -> Any:
     return cfg
 
 
-def make_model(seed: int = 0, **overrides: Any) -> Any:
-    import transformers as tf
-
+def seeded_model(cls: Any, config: Any, seed: int) -> Any:
+    """``cls(config)`` initialised under ``seed``, with the word tokenizer's pad/bos/eos in its generation config."""
     torch.manual_seed(seed)
-    model = tf.LlavaForConditionalGeneration(make_config(**overrides))
+    model = cls(config)
     model.generation_config.pad_token_id = PAD
     model.generation_config.bos_token_id = BOS
     model.generation_config.eos_token_id = 2
     return model
+
+
+def make_model(seed: int = 0, **overrides: Any) -> Any:
+    import transformers as tf
+
+    return seeded_model(tf.LlavaForConditionalGeneration, make_config(**overrides), seed)
 
 
 def make_processor() -> Any:

@@ -82,12 +82,9 @@ def make_config(**overrides: Any) -> Any:
 def make_model(seed: int = 0, **overrides: Any) -> Any:
     import transformers as tf
 
-    torch.manual_seed(seed)
-    model = tf.Qwen2VLForConditionalGeneration(make_config(**overrides))
-    model.generation_config.pad_token_id = PAD
-    model.generation_config.bos_token_id = BOS
-    model.generation_config.eos_token_id = 2
-    return model
+    from .model import seeded_model
+
+    return seeded_model(tf.Qwen2VLForConditionalGeneration, make_config(**overrides), seed)
 
 
 def prompt(processor: Any, question: str, media: str = "image") -> str:
