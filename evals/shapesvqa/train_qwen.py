@@ -246,6 +246,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--init", default=None, help="start from a saved model folder (e.g. the committed work-in-progress "
                                                  "export; auxiliary head and optimizer start fresh)")
     ap.add_argument("--export", default=None, help="save the model and processor here after each evaluation")
+    ap.add_argument("--freeze-lm", type=int, default=0, help="keep the language model fixed for the first N steps "
+                    "(after --init from a transplanted LM: the random tower learns to feed it before it moves)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -292,6 +294,9 @@ def main(argv: list[str] | None = None) -> None:
         seeds = [rng.randrange(9_000_000) for _ in range(args.batch // 2 if clip_step else args.batch)]
         raw = batcher.clips(seeds, rng) if clip_step else batcher.images(seeds, rng)
         batch = {k: v.to(device) for k, v in raw.items()}
+        frozen = step < args.freeze_lm
+        for p in model.model.language_model.parameters():
+            p.requires_grad_(not frozen)
         for g in opt.param_groups:
             g["lr"] = lr_at()
         with torch.autocast(device, dtype=torch.bfloat16):

@@ -12,7 +12,7 @@ from ...config import PruneConfig
 from ...errors import ConfigError
 
 ALLOWED = ("pretrained", "preset", "keep", "layer", "config", "dtype", "device", "device_map", "attn_implementation",
-           "batch_size", "max_new_tokens", "stats_path")
+           "batch_size", "max_new_tokens", "stats_path", "video_frames", "video_fps", "max_frames")
 DTYPES = ("float32", "float16", "bfloat16", "auto")
 
 
@@ -30,6 +30,9 @@ class ModelArgs:
     batch_size: int = 1
     max_new_tokens: int | None = None
     stats_path: str | None = None
+    video_frames: Any = None  # frames sampled uniformly from each video (None: every frame, up to max_frames)
+    video_fps: Any = None  # or: frames per second of video
+    max_frames: Any = 32
 
     @classmethod
     def parse(cls, kwargs: dict[str, Any]) -> "ModelArgs":
@@ -40,6 +43,18 @@ class ModelArgs:
         a.batch_size = _int(a.batch_size, "batch_size", low=1)
         if a.max_new_tokens is not None:
             a.max_new_tokens = _int(a.max_new_tokens, "max_new_tokens", low=1)
+        if a.video_frames is not None and a.video_fps is not None:
+            raise ConfigError("video_frames/video_fps: give one of them, not both")
+        if a.video_frames is not None:
+            a.video_frames = _int(a.video_frames, "video_frames", low=1)
+        if a.video_fps is not None:
+            try:
+                a.video_fps = float(a.video_fps)
+            except (TypeError, ValueError):
+                a.video_fps = -1.0
+            if not a.video_fps > 0:
+                raise ConfigError(f"video_fps: got {kwargs['video_fps']!r}; allowed: a number > 0")
+        a.max_frames = _int(a.max_frames, "max_frames", low=1)
         if a.dtype not in DTYPES:
             raise ConfigError(f"dtype: got {a.dtype!r}; allowed: {', '.join(DTYPES)}")
         if a.preset is not None and a.config is not None:

@@ -25,6 +25,7 @@ import tokenprune as tp
 from ...adapters import family
 from ...errors import InputError
 from .args import ALLOWED, ModelArgs
+from .media import Media, collect, encode, flatten, prompt
 
 
 class TokenpruneLMM(lmms):
@@ -39,12 +40,14 @@ class TokenpruneLMM(lmms):
         from transformers import AutoConfig, AutoProcessor
 
         path = a.pretrained
-        if path == "embedded":
+        if path in ("embedded", "embedded-qwen"):
             from ...shapesvqa.model import EMBEDDED_DIR
+            from ...shapesvqa.qwen import EMBEDDED_QWEN_DIR
 
-            path = str(EMBEDDED_DIR)
+            path = str(EMBEDDED_DIR if path == "embedded" else EMBEDDED_QWEN_DIR)
         hf_config = AutoConfig.from_pretrained(path)
-        fam = family(getattr(hf_config, "model_type", None))  # UnsupportedModelError before any weights load
+        # UnsupportedModelError before any weights load
+        self.family = fam = family(getattr(hf_config, "model_type", None))
         num_layers = hf_config.get_text_config().num_hidden_layers
         self.prune_config = a.prune_config(num_layers)
         if self.prune_config is not None:
@@ -94,29 +97,77 @@ class TokenpruneLMM(lmms):
 
     def generate_until(self, requests: list[Instance]) -> list[str]:
         out: list[str | None] = [None] * len(requests)
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, r in enumerate(requests):
-            groups[json.dumps([r.args[4], r.args[1]], sort_keys=True, default=str)].append(i)
         bar = tqdm(total=len(requests), disable=self._rank != 0, desc="tokenprune")
-        for idxs in groups.values():
-            for a in range(0, len(idxs), self.batch_size):
-                chunk = idxs[a:a + self.batch_size]
-                args = [requests[i].args for i in chunk]
-                inputs, n_images = self._encode([x[0] for x in args], [self._visuals(x) for x in args])
-                gen, until = self._gen_kwargs(args[0][1])
-                self._prefill_ms.clear()
-                with torch.no_grad():
-                    seq = self._model.generate(**inputs, **gen)
-                texts = self.processor.tokenizer.batch_decode(seq[:, inputs["input_ids"].shape[1]:],
-                                                              skip_special_tokens=True)
-                for i, text in zip(chunk, texts):
-                    for stop in until:
-                        text = text.split(stop)[0] if stop else text
-                    out[i] = text.strip()
-                self._record(args, n_images)
-                bar.update(len(chunk))
+        for chunk in self._batches(requests):
+            args = [requests[i].args for i in chunk]
+            texts = self._answer([x[0] for x in args], [self._visuals(x) for x in args], args[0][1], args)
+            for i, text in zip(chunk, texts):
+                out[i] = text
+            bar.update(len(chunk))
         bar.close()
         return out  # type: ignore[return-value]
+
+    def generate_until_multi_round(self, requests: list[Instance]) -> list[list[str]]:
+        """lmms-eval's multi-round protocol for simple models: round 0 answers the request's context; then the
+        task's ``doc_to_text(doc, previous_output=..., round_idx=r, previous_round_info=...)`` returns ``(visuals,
+        context, terminal, _, info)`` for round r until ``terminal``. Each round is a new prompt (the task puts any
+        history it wants into the context); rows of a batch stop independently. Returns each request's answers."""
+        out: list[list[str]] = [[] for _ in requests]
+        bar = tqdm(total=len(requests), disable=self._rank != 0, desc="tokenprune multi-round")
+        for chunk in self._batches(requests):
+            args = [requests[i].args for i in chunk]
+            contexts = [x[0] for x in args]
+            visuals = [self._flatten(x[2](self._doc(x[5], x[6], x[4]))) for x in args]  # per row, this round's
+            info: list[Any] = [None] * len(chunk)
+            live = list(range(len(chunk)))
+            round_idx = 0
+            while live:
+                texts = self._answer([contexts[j] for j in live], [visuals[j] for j in live], args[0][1],
+                                     [(None, None, None, args[j][4], args[j][5], args[j][6]) for j in live])
+                for j, text in zip(live, texts):
+                    out[chunk[j]].append(text)
+                round_idx += 1
+                still = []
+                for j in live:
+                    x = args[j]
+                    nxt = x[3](self._doc(x[5], x[6], x[4]), previous_output=list(out[chunk[j]]), round_idx=round_idx,
+                               previous_round_info=info[j])
+                    if not (isinstance(nxt, tuple) and len(nxt) == 5):
+                        raise InputError(f"task {x[5]!r}: doc_to_text for round {round_idx} must return (visuals, "
+                                         f"context, terminal, previous_output, info); got {type(nxt).__name__}")
+                    v, ctx, terminal, _, info[j] = nxt
+                    if not terminal:
+                        contexts[j] = ctx
+                        visuals[j] = self._flatten(v) if v is not None else visuals[j]
+                        still.append(j)
+                live = still
+            bar.update(len(chunk))
+        bar.close()
+        return out
+
+    def _batches(self, requests: list[Instance]) -> list[list[int]]:
+        """Request indices grouped by task and generation settings, in batches of ``batch_size``."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, r in enumerate(requests):
+            groups[json.dumps([r.args[-2], r.args[1]], sort_keys=True, default=str)].append(i)
+        return [idxs[a:a + self.batch_size] for idxs in groups.values() for a in range(0, len(idxs), self.batch_size)]
+
+    def _answer(self, contexts: list[str], visuals: list[Media], gen_kwargs: dict[str, Any],
+                args: list[tuple]) -> list[str]:
+        """One batched generate() over prompts built from ``contexts`` and their visuals; records the stats."""
+        inputs, counts = self._encode(contexts, visuals)
+        gen, until = self._gen_kwargs(gen_kwargs)
+        self._prefill_ms.clear()
+        with torch.no_grad():
+            seq = self._model.generate(**inputs, **gen)
+        texts = self.processor.tokenizer.batch_decode(seq[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+        out = []
+        for text in texts:
+            for stop in until:
+                text = text.split(stop)[0] if stop else text
+            out.append(text.strip())
+        self._record(args, counts)
+        return out
 
     def loglikelihood(self, requests: list[Instance]) -> list[tuple[float, bool]]:
         """Per request ``(loss, is_greedy)``: the mean negative log-likelihood of the continuation's tokens after
@@ -127,12 +178,11 @@ class TokenpruneLMM(lmms):
         tok = self.processor.tokenizer
         for r in tqdm(requests, disable=self._rank != 0, desc="tokenprune loglikelihood"):
             context, target, doc_to_visual, doc_id, task, split = r.args
-            doc = self.task_dict[task][split][doc_id]
+            doc = self._doc(task, split, doc_id)
             cont = target if isinstance(target, str) else target(doc)
-            visuals = self._flatten(doc_to_visual(doc))
-            prompt = self._prompt(context, len(visuals))
+            media = self._flatten(doc_to_visual(doc))
             cont_ids = tok(cont if cont.startswith(" ") else " " + cont, add_special_tokens=False)["input_ids"]
-            inputs = self._encode_text([prompt], visuals)
+            inputs = self._encode_text([prompt(self.processor, context, media)], [media])
             n = inputs["input_ids"].shape[1]
             extra = torch.tensor([cont_ids], device=self.device)
             full = dict(inputs)
@@ -152,46 +202,25 @@ class TokenpruneLMM(lmms):
             res.append(GenerationResult(text=pair, token_counts=None))  # type: ignore[arg-type]
         return res
 
-    def generate_until_multi_round(self, requests: list[Instance]) -> list[str]:
-        raise InputError("tokenprune lmms-eval model: multi-round generation is not supported yet; use "
-                         "single-round tasks")
-
     # -- helpers ------------------------------------------------------------------------------------------------
-    @staticmethod
-    def _flatten(visuals: Any) -> list[Any]:
-        if visuals is None:
-            return []
-        out = []
-        for v in visuals if isinstance(visuals, (list, tuple)) else [visuals]:
-            out.extend(v if isinstance(v, (list, tuple)) else [v])
-        if any(isinstance(v, str) for v in out):
-            raise InputError("visuals: video (file paths) tasks are not supported by the tokenprune lmms-eval model "
-                             "yet; use image tasks")
-        return out
+    def _doc(self, task: str, split: str, doc_id: int) -> Any:
+        return self.task_dict[task][split][doc_id]
 
-    def _visuals(self, args: tuple) -> list[Any]:
+    def _flatten(self, visuals: Any) -> Media:
+        a = self.args
+        return collect(flatten(visuals), self.family.modalities, self.family.hf_class, a.video_frames, a.video_fps,
+                       a.max_frames)
+
+    def _visuals(self, args: tuple) -> Media:
         context, _, doc_to_visual, doc_id, task, split = args
-        return self._flatten(doc_to_visual(self.task_dict[task][split][doc_id]))
+        return self._flatten(doc_to_visual(self._doc(task, split, doc_id)))
 
-    def _prompt(self, context: str, n_images: int) -> str:
-        """The family's chat template over one user turn: the images first, then the text (``<image>`` markers in
-        the task's text are dropped: the template places the images)."""
-        text = context.replace("<image>", "").strip()
-        content = [{"type": "image"} for _ in range(n_images)] + [{"type": "text", "text": text}]
-        return self.processor.apply_chat_template([{"role": "user", "content": content}], add_generation_prompt=True)
+    def _encode_text(self, prompts: list[str], medias: list[Media]) -> dict[str, torch.Tensor]:
+        return encode(self.processor, prompts, medias, self.device, next(self._model.parameters()).dtype)
 
-    def _encode_text(self, prompts: list[str], images: list[Any]) -> dict[str, torch.Tensor]:
-        kw: dict[str, Any] = {"text": prompts, "return_tensors": "pt", "padding": True}
-        if images:
-            kw["images"] = images
-        inputs = dict(self.processor(**kw))
-        dtype = next(self._model.parameters()).dtype
-        return {k: (v.to(self.device, dtype) if v.is_floating_point() else v.to(self.device))
-                for k, v in inputs.items()}
-
-    def _encode(self, contexts: list[str], visuals: list[list[Any]]) -> tuple[dict[str, torch.Tensor], list[int]]:
-        prompts = [self._prompt(c, len(v)) for c, v in zip(contexts, visuals)]
-        return self._encode_text(prompts, [im for v in visuals for im in v]), [len(v) for v in visuals]
+    def _encode(self, contexts: list[str], medias: list[Media]) -> tuple[dict[str, torch.Tensor], list[Media]]:
+        prompts = [prompt(self.processor, c, m) for c, m in zip(contexts, medias)]
+        return self._encode_text(prompts, medias), medias
 
     def _gen_kwargs(self, gen_kwargs: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         g = dict(gen_kwargs or {})
@@ -225,10 +254,11 @@ class TokenpruneLMM(lmms):
         lm.register_forward_pre_hook(pre, with_kwargs=True)
         lm.register_forward_hook(post, with_kwargs=True)
 
-    def _record(self, args: list[tuple], n_images: list[int]) -> None:
+    def _record(self, args: list[tuple], medias: list[Media]) -> None:
         stats = self.handle.stats if self.handle is not None else None
         for row, x in enumerate(args):
-            rec: dict[str, Any] = {"task": x[4], "doc_id": x[3], "images": n_images[row],
+            rec: dict[str, Any] = {"task": x[4], "doc_id": x[3], "images": len(medias[row].images),
+                                   "videos": len(medias[row].videos),
                                    "batch_prefill_ms": self._prefill_ms[0] if self._prefill_ms else None,
                                    "batch_size": len(args)}
             if stats is not None:
