@@ -257,7 +257,7 @@ class TokenpruneLMM(lmms):
     def _record(self, args: list[tuple], medias: list[Media]) -> None:
         stats = self.handle.stats if self.handle is not None else None
         for row, x in enumerate(args):
-            rec: dict[str, Any] = {"task": x[4], "doc_id": x[3], "images": len(medias[row].images),
+            rec: dict[str, Any] = {"task": x[4], "doc_id": x[3], "rank": self._rank, "images": len(medias[row].images),
                                    "videos": len(medias[row].videos),
                                    "batch_prefill_ms": self._prefill_ms[0] if self._prefill_ms else None,
                                    "batch_size": len(args)}

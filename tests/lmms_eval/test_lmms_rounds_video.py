@@ -122,3 +122,35 @@ def test_bad_video_args_fail_before_loading():
                        (dict(max_frames=0), "max_frames")]:
         with pytest.raises(ConfigError, match=field):
             TokenpruneLMM(pretrained="embedded", **bad)
+
+
+def test_two_processes_give_the_one_process_result(tmp_path):
+    """``torchrun --nproc_per_node 2 -m lmms_eval`` (gloo on CPU): lmms-eval shards the questions over the ranks and
+    gathers them; every sample and the aggregated accuracy equal the one-process run's. (``accelerate launch --cpu
+    --num_processes 2`` started a single process here, accelerate 1.16: on CPU, torchrun is the launcher.)"""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tokenprune.integrations.lmms_eval.tasks import write_tasks
+
+    tasks = write_tasks(tmp_path / "tasks", "test", LIMIT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    args = ["--model", "tokenprune", "--model_args", f"pretrained=embedded,preset=divprune,keep=64,stats_path=",
+            "--tasks", "shapesvqa", "--include_path", str(tasks), "--batch_size", "4", "--log_samples"]
+    bindir = Path(sys.executable).parent
+    launch = [str(bindir / "torchrun"), "--nproc_per_node", "2", "-m", "lmms_eval"]
+    out = {}
+    for name, cmd in (("one", [sys.executable, "-m", "lmms_eval"]), ("two", launch)):
+        stats = tmp_path / f"{name}.jsonl"
+        a = [x.replace("stats_path=", f"stats_path={stats}") for x in args]
+        p = subprocess.run(cmd + a + ["--output_path", str(tmp_path / name)], env=env, capture_output=True,
+                           text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-4000:]
+        res = json.loads(next((tmp_path / name).glob("*/*_results.json")).read_text())
+        rows = [json.loads(line) for line in next((tmp_path / name).glob("*/*_samples_shapesvqa.jsonl")).open()]
+        ranks = {json.loads(line)["rank"] for line in stats.read_text().splitlines()}
+        out[name] = (res["results"]["shapesvqa"]["exact_match,none"],
+                     sorted((r["doc_id"], r["filtered_resps"][0]) for r in rows), ranks)
+    assert out["two"][:2] == out["one"][:2] and len(out["one"][1]) == LIMIT
+    assert out["one"][2] == {0} and out["two"][2] == {0, 1}  # both ranks answered questions
