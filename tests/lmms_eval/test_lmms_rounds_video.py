@@ -154,3 +154,26 @@ def test_two_processes_give_the_one_process_result(tmp_path):
                      sorted((r["doc_id"], r["filtered_resps"][0]) for r in rows), ranks)
     assert out["two"][:2] == out["one"][:2] and len(out["one"][1]) == LIMIT
     assert out["one"][2] == {0} and out["two"][2] == {0, 1}  # both ranks answered questions
+
+
+def test_qwen_image_task_matches_the_in_process_model(task_dir, qwen_dir):
+    """The Qwen family on the image task (native resolution, M-RoPE) under divprune: lmms-eval's answers are the
+    model's own in process."""
+    from PIL import Image
+
+    from tokenprune.api import pruned
+    from tokenprune.apps.quality import answers
+    from tokenprune.config import PruneConfig
+    from tokenprune.shapesvqa import embedded, qwen as Q
+
+    res = run(task_dir, f"pretrained={qwen_dir},preset=divprune,keep=32", "shapesvqa")
+    got = [r[0] if isinstance(r, list) else r for r in responses(res, "shapesvqa")]
+    docs = [json.loads(line) for line in (task_dir / "test.jsonl").read_text().splitlines()]
+    model, processor = embedded.load(qwen_dir)
+    inputs = [dict(Q.inputs(processor, [d["question"] for d in docs[i:i + 3]],
+                            images=[Image.open(d["image"]).convert("RGB") for d in docs[i:i + 3]]))
+              for i in range(0, len(docs), 3)]
+    vocab = processor.tokenizer.convert_ids_to_tokens(list(range(model.config.text_config.vocab_size)))
+    cfg = PruneConfig.from_preset("divprune", keep=32, num_layers=model.config.text_config.num_hidden_layers)
+    with torch.no_grad(), pruned(model, cfg):
+        assert got == answers(model, inputs, vocab)[0]
