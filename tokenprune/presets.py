@@ -54,6 +54,9 @@ _LIST = [
     Preset("idpruner", "IDPruner-style MMR: 0.5 x importance (layer-0 text->visual attention) - 0.5 x redundancy, "
            "pre-LLM, keep 25%", _one(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="drop",
                                      lam=0.5)),
+    Preset("cdpruner", "CDPruner (Zhang et al., NeurIPS 2025): conditional DPP (relevance to the instruction x "
+           "feature similarity), greedy MAP before the LM, keep 25%",
+           _one(at=PRE_LLM, keep=0.25, scorer="text_relevance", selector="dpp", reducer="drop")),
     Preset("visionzip", "VisionZip (Yang et al., CVPR 2025): 54 dominant tokens by vision-tower attention + 10 "
            "contextual tokens (the rest averaged into evenly spread centres), pre-LLM, 64 per image",
            _one(at=PRE_LLM, keep=64, scorer="cls_attention", selector="visionzip", reducer="merge", contextual=10)),

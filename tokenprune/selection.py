@@ -141,3 +141,49 @@ def visionzip(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, co
     rest = order[k - c:].sort().values
     centres = rest[torch.linspace(0, rest.numel() - 1, c).round().long()]
     return torch.cat([dominant, centres]).sort().values
+
+
+def dpp_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tensor, ks: list[int]) -> list[torch.Tensor]:
+    """Greedy MAP inference of a conditional DPP for ``N`` items at once (``scores``/``valid`` ``[N, V]``,
+    ``features`` ``[N, V, D]``); each item keeps its first ``ks[n]`` picks (greedy prefixes)."""
+    n, v = scores.shape
+    dev = scores.device
+    f = torch.nn.functional.normalize(features.float(), dim=-1)
+    s = torch.where(valid, scores.float(), torch.zeros_like(scores, dtype=torch.float32))
+    kernel = s[:, :, None] * (f @ f.transpose(1, 2)) * s[:, None, :]  # L = diag(q) S diag(q)
+    kernel = kernel * (valid[:, :, None] & valid[:, None, :])
+    steps = max(ks)
+    rows = torch.arange(n, device=dev)
+    ci = torch.zeros(steps, n, v, device=dev)
+    d2 = torch.diagonal(kernel, dim1=1, dim2=2).clone().masked_fill(~valid, float("-inf"))
+    chosen = ~valid
+    fallback = s.masked_fill(~valid, float("-inf"))
+    picks = []
+    for t in range(steps):
+        best, j = d2.max(1)
+        exhausted = best <= 1e-10  # the kernel's rank is used up: continue by the scores alone
+        if exhausted.any():
+            j = torch.where(exhausted, fallback.masked_fill(chosen, float("-inf")).argmax(1), j)
+        picks.append(j)
+        e = (kernel[rows, j] - torch.einsum("tn,tnv->nv", ci[:t, rows, j], ci[:t])) / \
+            best.clamp(min=1e-10).sqrt()[:, None]
+        e = torch.where(exhausted[:, None], torch.zeros_like(e), e)
+        ci[t] = e
+        d2 = d2 - e.square()
+        chosen = chosen.clone()
+        chosen[rows, j] = True
+        d2 = d2.masked_fill(chosen, float("-inf"))
+    p = torch.stack(picks, 1)
+    return [p[i, :ks[i]].sort().values for i in range(n)]
+
+
+@SELECTORS.register("dpp", needs_features=True,
+                    batched=lambda scores, features, valid, ks: dpp_batched(scores, features, valid, ks))
+def dpp(scores: torch.Tensor, features: torch.Tensor | None, k: int) -> torch.Tensor:
+    """Conditional DPP (CDPruner, Zhang et al., NeurIPS 2025): kernel ``L_ij = q_i · cos(x_i, x_j) · q_j`` with
+    ``q`` the stage's scores (relevance to the instruction from ``text_relevance``); greedy MAP inference (Chen et
+    al.'s incremental Cholesky: pick ``argmax_i det(L_{S∪i}) / det(L_S)``). When the kernel's rank is exhausted
+    (``k`` above the feature dimension) the remaining picks go by the scores (a deviation: the reference would take
+    square roots of non-positive gains)."""
+    valid = torch.ones(1, scores.shape[0], dtype=torch.bool, device=scores.device)
+    return dpp_batched(scores[None], features[None], valid, [k])[0]

@@ -14,8 +14,11 @@ from typing import Any, Callable
 
 from ...errors import InputError, TokenPruneError
 
-#: the headline metric lmms-eval reports for each task's output type
-METRICS = ("exact_match,none", "acc,none")
+#: headline metrics lmms-eval tasks report, with their full scale (a row's accuracy is the mean over its tasks of
+#: metric / scale, so MME's 0-2000 and Video-MME's 0-100 sit beside exact-match fractions)
+METRICS = {"exact_match": 1.0, "acc": 1.0, "pope_accuracy": 1.0, "mmmu_acc": 1.0, "seed_image": 1.0,
+           "gpt_eval_score": 100.0, "videomme_perception_score": 100.0, "mlvu_percetion_score": 100.0,
+           "mme_perception_score": 2000.0}
 
 
 @dataclass
@@ -28,13 +31,15 @@ class LmmsSweep:
     batch: int = 4
     layer: int | None = None
     include_path: str | None = None  # a folder of task YAMLs; ShapesVQA tasks are written here when None
+    model_args: str = ""  # more --model_args for every run (dtype=bfloat16,device=cuda,...)
 
 
 def _metric(task_result: dict[str, Any]) -> float:
-    for m in METRICS:
-        if m in task_result:
-            return float(task_result[m])
-    raise InputError(f"tasks: no accuracy metric in {sorted(task_result)}; reported: {', '.join(METRICS)}")
+    """The task's headline metric as a fraction of its scale."""
+    for m, scale in METRICS.items():
+        if f"{m},none" in task_result:
+            return float(task_result[f"{m},none"]) / scale
+    raise InputError(f"tasks: no headline metric in {sorted(task_result)}; known: {', '.join(METRICS)}")
 
 
 def _stats(path: str) -> dict[str, float]:
@@ -74,7 +79,7 @@ def run_lmms_sweep(sw: LmmsSweep, progress: Callable[[str], None] | None = None)
             if progress:
                 progress(label)
             stats = os.path.join(tmp, f"{len(os.listdir(tmp))}.jsonl")
-            full = ",".join(x for x in (f"pretrained={sw.model}", args, f"stats_path={stats}") if x)
+            full = ",".join(x for x in (f"pretrained={sw.model}", sw.model_args, args, f"stats_path={stats}") if x)
             try:
                 res = simple_evaluate(model="tokenprune", model_args=full, tasks=list(sw.tasks), batch_size=sw.batch,
                                       limit=sw.limit, task_manager=manager, log_samples=False)

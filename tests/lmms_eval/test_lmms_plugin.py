@@ -117,7 +117,7 @@ def test_eval_sweep_through_lmms_eval(tmp_path, capsys):
 
     out = tmp_path / "r.json"
     assert main(["eval", "--backend", "lmms-eval", "--presets", "divprune", "--keep", "64", "--limit", "8",
-                 "--batch", "4", "--out", str(out)]) == 0
+                 "--batch", "4", "--model-args", "dtype=float32,max_new_tokens=1", "--out", str(out)]) == 0
     res = json.loads(out.read_text())
     assert res["backend"] == "lmms-eval" and len(res["rows"]) == 1
     row = res["rows"][0]
@@ -125,3 +125,13 @@ def test_eval_sweep_through_lmms_eval(tmp_path, capsys):
     assert (tmp_path / "r.csv").exists()
     assert main(["eval", "--backend", "lmms-eval", "--tasks", "no_such_task", "--presets", "divprune", "--keep",
                  "64", "--limit", "2", "--out", str(tmp_path / "bad.json")]) != 0
+
+
+def test_sweep_metrics_are_fractions_of_their_scale():
+    from tokenprune.integrations.lmms_eval.sweep import _metric
+
+    assert _metric({"mme_perception_score,none": 1500.0, "mme_cognition_score,none": 300.0}) == 0.75
+    assert _metric({"pope_accuracy,none": 0.86, "pope_f1_score,none": 0.85}) == 0.86
+    assert _metric({"videomme_perception_score,none": 65.0}) == 0.65
+    with pytest.raises(Exception, match="no headline metric"):
+        _metric({"bleu,none": 3.0})

@@ -23,6 +23,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     e.add_argument("--backend", choices=["harness", "lmms-eval"], default="harness",
                    help="tokenprune's in-process harness, or lmms-eval (in its own venv: scripts/setup_lmms.sh)")
     e.add_argument("--tasks", default="shapesvqa", help="lmms-eval tasks (--backend lmms-eval)")
+    e.add_argument("--model-args", default="",
+                   help="more lmms-eval --model_args for every run, e.g. dtype=bfloat16,device=cuda (--backend lmms-eval)")
     e.add_argument("--include-path", default=None,
                    help="lmms-eval task folder (default: the ShapesVQA tasks, written for the run)")
 
@@ -50,7 +52,8 @@ def run(args: argparse.Namespace, console: Console) -> int:
         if args.limit < 1 or args.batch < 1:
             raise InputError(f"--limit/--batch: got {args.limit}/{args.batch}; allowed: >= 1")
         lsw = LmmsSweep(model=args.model, tasks=split(args.tasks), presets=split(args.presets), keeps=keeps,
-                        limit=args.limit, batch=args.batch, layer=args.layer, include_path=args.include_path)
+                        limit=args.limit, batch=args.batch, layer=args.layer, include_path=args.include_path,
+                        model_args=args.model_args)
         with Progress(console=console, transient=True) as prog:
             task = prog.add_task("loading", total=len(lsw.presets) * len(keeps) + 1)
             result = run_lmms_sweep(lsw, progress=lambda d: (prog.update(task, description=d), prog.advance(task)))
