@@ -57,6 +57,9 @@ _LIST = [
     Preset("cdpruner", "CDPruner (Zhang et al., NeurIPS 2025): conditional DPP (relevance to the instruction x "
            "feature similarity), greedy MAP before the LM, keep 25%",
            _one(at=PRE_LLM, keep=0.25, scorer="text_relevance", selector="dpp", reducer="drop")),
+    Preset("holov", "HoloV (Zou et al., NeurIPS 2025): the budget spread over 3x3 image regions by their vision-tower "
+           "attention (none left empty), top tokens inside each, pre-LLM, keep 25%",
+           _one(at=PRE_LLM, keep=0.25, scorer="holov", selector="topk", reducer="drop", regions=3)),
     Preset("visionzip", "VisionZip (Yang et al., CVPR 2025): 54 dominant tokens by vision-tower attention + 10 "
            "contextual tokens (the rest averaged into evenly spread centres), pre-LLM, 64 per image",
            _one(at=PRE_LLM, keep=64, scorer="cls_attention", selector="visionzip", reducer="merge", contextual=10)),

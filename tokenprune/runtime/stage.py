@@ -50,6 +50,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
     vis_att = z(torch.float32) if has_vision else None
     pad = z(torch.bool) if any(im.padding is not None for row in images for im in row) else None
     frame, cell = z(), z() - 1
+    hw = torch.zeros(b, vmax, 2, dtype=torch.long, device=dev)
     for r, row in enumerate(images):
         off = 0
         for j, im in enumerate(row):
@@ -59,6 +60,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
             loc[r, sl] = torch.arange(m, device=dev)
             if im.grid is not None:
                 frame[r, sl], cell[r, sl] = im.frame_of(im.alive), im.cell_of(im.alive)
+                hw[r, sl] = torch.tensor(im.grid[1:], device=dev)
             ilen[r, sl], bud[r, sl] = m, ks[r][j]
             if vis_att is not None:
                 if im.vision is None:
@@ -69,7 +71,7 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
             off += m
     view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, item_id=iid, local_index=loc, item_len=ilen,
                      budget=bud, valid=valid, layer=layer, generator=generator, _vision_attention=vis_att,
-                     frame=frame, cell=cell, _padding=pad)
+                     frame=frame, cell=cell, grid_hw=hw, _padding=pad)
     if attention_fn is not None:
         view._attention_fn = lambda query: attention_fn(view, query)
     return view

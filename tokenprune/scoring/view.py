@@ -35,6 +35,7 @@ class TokenView:
     generator: torch.Generator
     frame: torch.Tensor | None = None
     cell: torch.Tensor | None = None
+    grid_hw: torch.Tensor | None = None  # [B, V, 2] rows and columns of the token's item grid (0, 0: no grid)
     _attention_fn: Callable[[str], torch.Tensor] | None = None
     _vision_attention: torch.Tensor | None = None
     _padding: torch.Tensor | None = None
