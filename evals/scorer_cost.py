@@ -19,17 +19,22 @@ from tokenprune.scoring.view import TokenView
 
 CASES = [("random", "topk"), ("uniform", "topk"), ("norm", "topk"), ("debiased_attention", "topk"),
          ("norm", "maxmin"), ("attention", "mmr"), ("attention", "adaptive"),
-         ("entropy", "topk"), ("norm", "maxmin_fast"), ("attention", "mmr_fast")]
+         ("entropy", "topk"), ("norm", "maxmin_fast"), ("attention", "mmr_fast"), ("text_relevance", "dpp"),
+         ("holov", "topk")]
+TEXT = 32  # text tokens after the image (text_relevance reads them)
 
 
 def make_view(v: int, d: int, k: int) -> TokenView:
     g = torch.Generator().manual_seed(0)
-    feats = torch.randn(1, v, d, generator=g)
+    feats = torch.randn(1, v + TEXT, d, generator=g)
     att = torch.rand(1, v, generator=g).softmax(-1)
+    w = 24 if v % 24 == 0 else 1  # a 24-column grid (576 = 24 x 24; 2880 = 120 x 24)
     view = TokenView(hidden=feats, visual_index=torch.arange(v)[None], visual_mask=torch.ones(1, v, dtype=torch.bool),
                      item_id=torch.zeros(1, v, dtype=torch.long), local_index=torch.arange(v)[None],
                      item_len=torch.full((1, v), v), budget=torch.full((1, v), k),
-                     valid=torch.ones(1, v, dtype=torch.bool), layer=2, generator=g)
+                     valid=torch.ones(1, v + TEXT, dtype=torch.bool), layer=2, generator=g,
+                     frame=torch.zeros(1, v, dtype=torch.long), cell=torch.arange(v)[None],
+                     grid_hw=torch.tensor([v // w, w]).expand(1, v, 2), _vision_attention=att)
     view._attention_fn = lambda query: att
     return view
 

@@ -66,7 +66,12 @@ class PruneHandle:
 
 
 def resolve_config(config: PruneConfig | str | dict, num_layers: int | None = None, **overrides: Any) -> PruneConfig:
-    """A :class:`PruneConfig` from a config, a preset name (with overrides) or a dict."""
+    """A :class:`PruneConfig` from a config, a preset name (with overrides), a config file (``.json``/``.yaml``, e.g.
+    the one ``tokenprune tune`` writes) or a dict."""
+    if isinstance(config, str) and config.endswith((".json", ".yaml", ".yml")):
+        if overrides:
+            raise ConfigError(f"apply(): keyword overrides {sorted(overrides)} are only accepted with a preset name")
+        return PruneConfig.from_file(config)
     if isinstance(config, str):
         return PruneConfig.from_preset(config, num_layers=num_layers, **overrides)
     if overrides:
@@ -81,7 +86,8 @@ def resolve_config(config: PruneConfig | str | dict, num_layers: int | None = No
 def apply(model: nn.Module, config: PruneConfig | str | dict, **overrides: Any) -> PruneHandle:
     """Attaches visual-token pruning to ``model`` (a HF ``*ForConditionalGeneration`` VLM).
 
-    ``config`` is a :class:`PruneConfig`, a preset name (``apply(model, "fastv", keep=64, layer=2)``) or a dict.
+    ``config`` is a :class:`PruneConfig`, a preset name (``apply(model, "fastv", keep=64, layer=2)``), a config file
+    path (``apply(model, "auto-tuned.yaml")``) or a dict.
     Everything is validated before the model is touched. Applying twice to one model raises
     :class:`AlreadyAttachedError`: put all stages in one config instead.
     """

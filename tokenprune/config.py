@@ -187,6 +187,10 @@ class PruneConfig:
     @classmethod
     def from_file(cls, path: str) -> "PruneConfig":
         """Loads a config from a ``.json`` or ``.yaml``/``.yml`` file."""
+        import os
+
+        if not os.path.isfile(path):
+            raise ConfigError(f"config: {path!r} is not a file")
         with open(path) as f:
             text = f.read()
         if path.endswith((".yaml", ".yml")):

@@ -74,6 +74,8 @@ def test_demo_draws_a_strip_for_a_clip(qwen_dir, tmp_path, monkeypatch):
     assert [r.visual_tokens for r in rows] == [324, 81]
     img = Image.open(rows[1].image)
     assert img.size == (4 * 252 + 3 * 4, 252)  # one tile per temporal step
+    gif = Image.open(rows[1].image[:-4] + ".gif")  # every frame, its temporal step's kept tokens shown
+    assert gif.n_frames == 8 and gif.size == (252, 252)
     rows = run_embedded_demo(repeats=1, out_dir=str(tmp_path), samples=2, model_name="embedded-qwen",
                              methods=[("divprune", dict(keep=0.25))])
     assert rows[0].visual_tokens == 144 and Image.open(rows[1].image).size == (336, 336)

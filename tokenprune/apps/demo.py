@@ -8,7 +8,7 @@ import torch
 
 from ..api import pruned
 from ..config import PruneConfig
-from .overlay import overlay, strip
+from .overlay import overlay, save_gif, strip
 
 #: LLaVA-1.5-shaped geometry: a 336/14 CLIP-style tower (576 visual tokens) and a small GQA Llama.
 DEMO_GEOMETRY = dict(layers=6, hidden=768, heads=12, kv_heads=4, inter=2048)
@@ -199,6 +199,10 @@ def run_embedded_demo(repeats: int = 3, out_dir: str | None = "demo_out", sample
             if out_dir:
                 path = os.path.join(out_dir, f"{name}_{kw['keep']}.png")
                 picture(st.stages[-1].kept_indices[0][0]).save(path)
+                if "video_grid_thw" in inputs:  # the clip itself, kept tokens per frame
+                    t, gh, gw = inputs["video_grid_thw"][0].tolist()
+                    save_gif(exs[0].frames(), st.stages[-1].kept_indices[0][0], (t, gh // 2, gw // 2),
+                             path[:-4] + ".gif")
             rows.append(EmbeddedRow(label, st.stages[-1].kept[0], ms, dense_ms / ms, st.flops_ratio, ans,
                                     sum(a == g for a, g in zip(ans, gold)), path))
             if progress is not None:

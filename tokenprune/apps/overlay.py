@@ -44,3 +44,13 @@ def strip(frames: np.ndarray, kept: Sequence[int], grid: tuple[int, int, int], f
         out.paste(p, (x, 0))
         x += p.size[0] + 4
     return out
+
+
+def save_gif(frames: np.ndarray, kept: Sequence[int], grid: tuple[int, int, int], path: str,
+             frames_per_step: int = 2, ms_per_frame: int = 250) -> str:
+    """Every frame of a clip with the kept tokens of its temporal step shown (the rest dimmed), as a looping GIF."""
+    t, rows, cols = grid
+    pics = [overlay(f, kept, (rows, cols), min(i // frames_per_step, t - 1) * rows * cols)
+            for i, f in enumerate(frames)]
+    pics[0].save(path, save_all=True, append_images=pics[1:], duration=ms_per_frame, loop=0)
+    return path

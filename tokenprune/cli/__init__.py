@@ -12,7 +12,7 @@ from rich.console import Console
 from ..errors import TokenPruneError
 
 COMMANDS = {"info": "info", "demo": "demo", "calibrate": "calibrate", "bench": "bench", "eval": "eval",
-            "prune-weights": "weights"}
+            "prune-weights": "weights", "tune": "tune"}
 
 
 def _module(cmd: str):  # noqa: ANN202
