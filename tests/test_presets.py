@@ -12,6 +12,9 @@ PRESETS = tp.preset_names()
 MERGE = {
     "merge_pre": PruneConfig([Stage("pre_llm", keep=0.5, scorer="norm", selector="maxmin", reducer="merge")]),
     "merge_k2": PruneConfig([Stage(2, keep=0.25, selector="mmr", reducer="merge", lam=0.7)]),
+    "recycle_pre": PruneConfig([Stage("pre_llm", keep=0.5, scorer="norm", selector="topk", reducer="recycle",
+                                      recycled=2)]),
+    "recycle_k2": PruneConfig([Stage(2, keep=0.25, selector="topk", reducer="recycle", recycled=1)]),
 }
 
 
@@ -56,7 +59,7 @@ def test_merge_generate(family, name):
     inputs = batch(family, model, padding="right")
     cfg = MERGE[name]
     with tp.pruned(model, PruneConfig([Stage(s.at, keep=1.0, scorer=s.scorer, selector=s.selector,
-                                             reducer="merge", **s.options) for s in cfg.stages])):
+                                             reducer=s.reducer, **s.options) for s in cfg.stages])):
         keep_all = model(**inputs).logits
     assert torch.equal(keep_all, model(**inputs).logits)
     with tp.pruned(model, cfg) as h:

@@ -143,3 +143,28 @@ def test_batched_mmr_equals_per_image(lam):
     got = mmr_batched(s, f, torch.isfinite(s), ks, lam)
     for i, (m, k) in enumerate(zip(lengths, ks)):
         assert torch.equal(got[i], mmr(s[i, :m], f[i, :m], k, lam=lam))
+
+
+def test_recycle_preserves_the_pool_weighted_sum_and_the_other_kept_tokens():
+    """``recycle``: the lowest-scored kept slots become the score-weighted means of groups of (pruned + freed)
+    tokens, so the pool's weighted sum is preserved; the rest of the kept tokens are untouched."""
+    from tokenprune.reduce import recycle
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(12, 6, generator=g)
+    s = torch.rand(12, generator=g) + 0.1
+    keep = torch.tensor([0, 2, 3, 5, 7, 9])
+    pruned = torch.tensor([i for i in range(12) if i not in keep.tolist()])
+    out = recycle(x, keep, pruned, s, recycled=2)
+    slots = torch.argsort(s[keep], stable=True)[:2]
+    others = [i for i in range(6) if i not in slots.tolist()]
+    assert torch.equal(out[others], x[keep][others])
+    pool = torch.cat([keep[slots], pruned])
+    seeds = pool[torch.argsort(s[pool], descending=True, stable=True)[:2]]
+    f = torch.nn.functional.normalize(x, dim=-1)
+    group = (f[pool] @ f[seeds].T).argmax(1)
+    weights = torch.stack([s[pool][group == j].sum() for j in range(2)])
+    torch.testing.assert_close((weights[:, None] * out[slots]).sum(0), (s[pool, None] * x[pool]).sum(0))
+    # with nothing pruned, or one kept token, recycling is a drop
+    assert torch.equal(recycle(x, keep, pruned[:0], s), x[keep])
+    assert torch.equal(recycle(x, keep[:1], pruned, s), x[keep[:1]])

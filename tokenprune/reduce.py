@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import torch
 
-from .registry import REDUCERS
+from .registry import REDUCERS, Option
 from .selection import CONTEXTUAL
 
 
@@ -41,3 +41,32 @@ def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor
     den = w[keep_idx].index_add(0, target, w[pruned_idx])
     return (num / den[:, None]).to(hidden.dtype)
 
+
+
+RECYCLED = Option("recycled", int, 4, "kept slots (the lowest-scored) that become recycled tokens", low=1)
+
+
+@REDUCERS.register("recycle", options=[RECYCLED])
+def recycle(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor, *,
+            recycled: int = 4) -> torch.Tensor:
+    """SparseVLM-style recycling: instead of discarding the pruned tokens, ``recycled`` tokens summarise them. The
+    ``c = min(recycled, k − 1, pruned)`` lowest-scored kept tokens join the pruned ones in a pool; the ``c``
+    highest-scored pool tokens seed ``c`` groups, every pool token joins its most similar seed (cosine), and each
+    group becomes its score-weighted mean (``w = max(score, 1e−6)``), placed in one of the freed slots. So the
+    pool's weighted sum is preserved: ``Σ_g W_g · r_g = Σ_{i∈pool} w_i · x_i``. The other kept tokens are unchanged."""
+    kept = hidden[keep_idx]
+    c = min(recycled, keep_idx.numel() - 1, pruned_idx.numel())
+    if c < 1:
+        return kept
+    w = scores.float().clamp(min=1e-6)
+    slots = torch.argsort(scores[keep_idx].float(), stable=True)[:c]  # positions in keep_idx
+    pool = torch.cat([keep_idx[slots], pruned_idx])
+    seeds = pool[torch.argsort(scores[pool].float(), descending=True, stable=True)[:c]]
+    f = torch.nn.functional.normalize(hidden.float(), dim=-1)
+    group = (f[pool] @ f[seeds].T).argmax(1)
+    num = torch.zeros(c, hidden.shape[-1], device=hidden.device).index_add(0, group, hidden[pool].float() *
+                                                                           w[pool, None])
+    den = torch.zeros(c, device=hidden.device).index_add(0, group, w[pool])
+    out = kept.clone()
+    out[slots] = (num / den[:, None]).to(hidden.dtype)
+    return out
