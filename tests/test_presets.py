@@ -15,6 +15,7 @@ MERGE = {
     "recycle_pre": PruneConfig([Stage("pre_llm", keep=0.5, scorer="norm", selector="topk", reducer="recycle",
                                       recycled=2)]),
     "recycle_k2": PruneConfig([Stage(2, keep=0.25, selector="topk", reducer="recycle", recycled=1)]),
+    "transform_pre": PruneConfig([Stage("pre_llm", keep=0.5, scorer="norm", selector="maxmin", reducer="transform")]),
 }
 
 

@@ -168,3 +168,21 @@ def test_recycle_preserves_the_pool_weighted_sum_and_the_other_kept_tokens():
     # with nothing pruned, or one kept token, recycling is a drop
     assert torch.equal(recycle(x, keep, pruned[:0], s), x[keep])
     assert torch.equal(recycle(x, keep[:1], pruned, s), x[keep[:1]])
+
+
+def test_transform_identity_is_drop_and_mass_is_preserved():
+    """``transform``: alpha = 0 is drop; every pruned token's mass is spread over the kept ones (total preserved);
+    a tiny temperature gives merge's hard nearest assignment with equal weights."""
+    from tokenprune.reduce import drop, merge, transform
+
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(10, 5, generator=g)
+    s = torch.rand(10, generator=g)
+    keep = torch.tensor([1, 4, 6, 8])
+    pruned = torch.tensor([0, 2, 3, 5, 7, 9])
+    assert torch.equal(transform(x, keep, pruned, s, alpha=0.0), drop(x, keep, pruned, s))
+    out = transform(x, keep, pruned, s, tau=0.5)
+    f = torch.nn.functional.normalize(x, dim=-1)
+    a = ((f[pruned] @ f[keep].T) / 0.5).softmax(-1)
+    torch.testing.assert_close(((1 + a.sum(0))[:, None] * out).sum(0), x[keep].sum(0) + x[pruned].sum(0))
+    torch.testing.assert_close(transform(x, keep, pruned, s, tau=1e-4), merge(x, keep, pruned, torch.ones(10)))

@@ -70,3 +70,24 @@ def recycle(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tens
     out = kept.clone()
     out[slots] = (num / den[:, None]).to(hidden.dtype)
     return out
+
+
+@REDUCERS.register("transform", options=[
+    Option("tau", float, 0.1, "temperature of the soft assignment (smaller: closer to one kept token per pruned one)",
+           low=1e-4),
+    Option("alpha", float, 1.0, "weight of the pruned tokens' contributions (0: drop)", low=0.0)])
+def transform(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor, *,
+              tau: float = 0.1, alpha: float = 1.0) -> torch.Tensor:
+    """Token-Transforming-style many-to-many merging (Zeng et al., 2025): a transform matrix spreads every pruned
+    token over the kept tokens by a softmax of cosine similarity (``A[p, i] = softmax_i(cos(x_p, x_i) / tau)``), and
+    kept token i becomes ``(x_i + alpha · Σ_p A[p, i] x_p) / (1 + alpha · Σ_p A[p, i])``. Each pruned token's mass
+    sums to ``alpha`` over the kept tokens, so the total weighted mass is preserved; ``alpha = 0`` is ``drop`` (the
+    identity transform); small ``tau`` approaches ``merge`` with equal weights."""
+    kept = hidden[keep_idx]
+    if pruned_idx.numel() == 0 or alpha == 0:
+        return kept
+    f = torch.nn.functional.normalize(hidden.float(), dim=-1)
+    a = ((f[pruned_idx] @ f[keep_idx].T) / tau).softmax(-1) * alpha  # [P, k]
+    num = kept.float() + a.T @ hidden[pruned_idx].float()
+    den = 1.0 + a.sum(0)
+    return (num / den[:, None]).to(hidden.dtype)
