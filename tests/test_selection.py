@@ -186,3 +186,13 @@ def test_transform_identity_is_drop_and_mass_is_preserved():
     a = ((f[pruned] @ f[keep].T) / 0.5).softmax(-1)
     torch.testing.assert_close(((1 + a.sum(0))[:, None] * out).sum(0), x[keep].sum(0) + x[pruned].sum(0))
     torch.testing.assert_close(transform(x, keep, pruned, s, tau=1e-4), merge(x, keep, pruned, torch.ones(10)))
+
+
+def test_recycle_with_duplicate_tokens_leaves_no_group_empty():
+    """Identical pool tokens (padding, repeated newline rows) used to leave a seed's group empty -> 0/0 (found by the
+    long property-based profile on LLaVA-OneVision)."""
+    from tokenprune.reduce import recycle
+
+    x = torch.ones(8, 4)
+    out = recycle(x, torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]), torch.linspace(1, 2, 8), recycled=3)
+    assert torch.isfinite(out).all() and torch.allclose(out, torch.ones(4, 4))

@@ -61,9 +61,11 @@ def recycle(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tens
     w = scores.float().clamp(min=1e-6)
     slots = torch.argsort(scores[keep_idx].float(), stable=True)[:c]  # positions in keep_idx
     pool = torch.cat([keep_idx[slots], pruned_idx])
-    seeds = pool[torch.argsort(scores[pool].float(), descending=True, stable=True)[:c]]
+    order = torch.argsort(scores[pool].float(), descending=True, stable=True)[:c]  # seed positions in the pool
+    seeds = pool[order]
     f = torch.nn.functional.normalize(hidden.float(), dim=-1)
     group = (f[pool] @ f[seeds].T).argmax(1)
+    group[order] = torch.arange(c, device=group.device)  # a seed leads its own group (duplicate tokens: no empty group)
     num = torch.zeros(c, hidden.shape[-1], device=hidden.device).index_add(0, group, hidden[pool].float() *
                                                                            w[pool, None])
     den = torch.zeros(c, device=hidden.device).index_add(0, group, w[pool])
