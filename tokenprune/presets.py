@@ -20,6 +20,8 @@ class Preset:
     name: str
     description: str
     schedule: Callable[[int], list[dict[str, Any]]]  # LM depth -> stage dicts
+    #: ``keep`` is the budget averaged over the LM's layers (each stage keeps ``keep · ratio``), not the last stage's
+    average_ratios: tuple[float, ...] | None = None
 
     def stages(self, num_layers: int = 32) -> list[dict[str, Any]]:
         return [dict(s) for s in self.schedule(num_layers)]
@@ -35,6 +37,15 @@ def _one(**stage: Any) -> Callable[[int], list[dict[str, Any]]]:
     return lambda n: [dict(stage)]
 
 
+def _adaptinfer_layers(n: int, keeps: list[float]) -> list[dict[str, Any]]:
+    """Stages after layers 1, 10, 20 of a 32-layer LM (stages at 2, 11, 21), placed proportionally on other depths."""
+    at: list[int] = []
+    for frac in (2 / 32, 11 / 32, 21 / 32):
+        at.append(max(round(frac * n), at[-1] + 1 if at else 1))
+    return [dict(at=a, keep=k, scorer="attention", selector="topk", reducer="drop", query="prior")
+            for a, k in zip(at, keeps)]
+
+
 _LIST = [
     Preset("fastv", "FastV (Chen et al., ECCV 2024): prune at LM layer 2 by layer 1's last-token attention, keep 25%",
            _one(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")),
@@ -46,6 +57,11 @@ _LIST = [
            lambda n: [dict(at=max(1, n // 4), keep=0.5, scorer="attention"),
                       dict(at=n // 2, keep=0.25, scorer="attention"),
                       dict(at=3 * n // 4, keep=0.125, scorer="attention")]),
+    Preset("adaptinfer", "AdaptInfer (Zhang et al., 2025): text-to-vision attention weighted by a text-to-text "
+           "attention prior, pruning after layers 1, 10 and 20 of 32 with the released 64-token schedule "
+           "(133 / 27 / 3 of 576); keep = the budget averaged over the layers, default 64/576",
+           lambda n: _adaptinfer_layers(n, [133 / 576, 27 / 576, 3 / 576]),
+           average_ratios=(133 / 64, 27 / 64, 3 / 64)),
     Preset("agile", "AgilePruner-like: per image, MMR between layer-2 attention and diversity with lambda set by the "
            "features' effective rank, keep 25%",
            _one(at=2, keep=0.25, scorer="attention", selector="adaptive", reducer="drop")),
@@ -60,6 +76,10 @@ _LIST = [
     Preset("holov", "HoloV (Zou et al., NeurIPS 2025): the budget spread over 3x3 image regions by their vision-tower "
            "attention (none left empty), top tokens inside each, pre-LLM, keep 25%",
            _one(at=PRE_LLM, keep=0.25, scorer="holov", selector="topk", reducer="drop", regions=3)),
+    Preset("flowcut", "FlowCut (Tong et al., NeurIPS 2025): information flow ([CLS] attention + value-space "
+           "attention, times value norms) accumulated over the vision layers, candidates narrowed progressively "
+           "by entropy, pre-LLM, keep 25%", _one(at=PRE_LLM, keep=0.25, scorer="flowcut", selector="topk",
+                                                   reducer="drop")),
     Preset("visionzip", "VisionZip (Yang et al., CVPR 2025): 54 dominant tokens by vision-tower attention + 10 "
            "contextual tokens (the rest averaged into evenly spread centres), pre-LLM, 64 per image",
            _one(at=PRE_LLM, keep=64, scorer="cls_attention", selector="visionzip", reducer="merge", contextual=10)),
@@ -121,6 +141,16 @@ def scale(stages: list[dict[str, Any]], keep: int | float | Sequence[int | float
     return out
 
 
+def scale_average(stages: list[dict[str, Any]], keep: int | float, ratios: Sequence[float]) -> list[dict[str, Any]]:
+    """Stage ``i`` keeps ``keep · ratios[i]`` (a fraction capped at 1, or a count of at least 1, with ``clip=True``
+    so that an item smaller than an early stage's count keeps what it has): ``keep`` is the layer-averaged budget."""
+    if isinstance(keep, bool) or not isinstance(keep, (int, float)) or keep <= 0:
+        raise ConfigError(f"keep: got {keep!r}; allowed: an int, a float in (0, 1] or a list of per-stage budgets")
+    if isinstance(keep, float):
+        return [dict(s, keep=min(1.0, keep * r)) for s, r in zip(stages, ratios)]
+    return [dict(s, keep=max(1, round(keep * r)), clip=True) for s, r in zip(stages, ratios)]
+
+
 def preset_stages(name: str, num_layers: int | None = None, **overrides: Any) -> tuple[list[dict[str, Any]], int]:
     """Stage dicts and seed of preset ``name`` for an LM of ``num_layers`` layers (default 32).
 
@@ -139,5 +169,7 @@ def preset_stages(name: str, num_layers: int | None = None, **overrides: Any) ->
         raise ConfigError(f"at: preset {name!r} places {len(stages)} stages by depth; give an explicit PruneConfig "
                           f"to move them")
     if "keep" in overrides:
-        stages = scale(stages, overrides.pop("keep"))
+        keep, ratios = overrides.pop("keep"), PRESETS[name].average_ratios
+        stages = scale_average(stages, keep, ratios) if ratios and not isinstance(keep, (list, tuple)) \
+            else scale(stages, keep)
     return [dict(s, **overrides) for s in stages], seed

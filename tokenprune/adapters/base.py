@@ -54,6 +54,8 @@ class Adapter:
     mrope: ClassVar[int] = 0
     #: whether :meth:`cls_attention` is implemented (vision-tower [CLS] attention scorers)
     supports_cls_attention: ClassVar[bool] = False
+    #: the adapter implements :meth:`vision_flow` (the ``flowcut`` scorer)
+    supports_vision_flow: ClassVar[bool] = False
     #: modalities the family's processor and model take
     modalities: ClassVar[tuple[str, ...]] = ("image",)
     #: vLLM architecture name -> ``module:Class`` of the plugin's model for it (empty: not served by the plugin)
@@ -195,6 +197,23 @@ class Adapter:
 
     def vision_capture_module(self) -> nn.Module | None:
         """A vision block whose inputs :meth:`cls_attention` needs captured by a pre-hook (``None``: none)."""
+        return None
+
+    def flow_modules(self) -> list[nn.Module]:
+        """Vision blocks whose inputs :meth:`flow_block` reduces during the tower's forward (pre-hooks)."""
+        return []
+
+    def flow_block(self, index: int, block: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any],
+                   grid_thw: torch.Tensor | None) -> Any:
+        """What :meth:`vision_flow` needs from block ``index``, computed from its input ``hidden`` (kept small)."""
+        return None
+
+    def vision_flow(self, image_outputs: object, grid_thw: torch.Tensor | None,
+                    blocks: list[Any] | None) -> list[dict[str, torch.Tensor]] | None:
+        """Per item, FlowCut's per-layer statistics of each visual token over the vision layers before the one whose
+        output the projector reads: ``rel`` (attention from the [CLS] or global query, mean over heads), ``sem``
+        (the [CLS] value's attention over the values; ``None`` without a [CLS]) and ``vnorm`` (L1 norm of the
+        head-averaged value), each ``[L, tokens]``; ``None`` when they cannot be aligned with the tokens."""
         return None
 
     def padding_tokens(self, pixel_values: torch.Tensor) -> list[torch.Tensor] | None:

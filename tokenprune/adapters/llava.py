@@ -14,6 +14,7 @@ class LlavaAdapter(Adapter):
     model_types = ("llava",)
     hf_class = "LlavaForConditionalGeneration"
     supports_cls_attention = True
+    supports_vision_flow = True
     vllm_models = {"LlavaForConditionalGeneration": "tokenprune.integrations.vllm.llava:TokenpruneLlava"}
 
     @staticmethod
@@ -43,6 +44,41 @@ class LlavaAdapter(Adapter):
         if cfg.vision_feature_select_strategy == "default":
             probs = probs[:, 1:]
         return list(probs)
+
+    def vision_flow(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
+                    blocks: list[Any] | None = None) -> list[dict[str, torch.Tensor]] | None:
+        """From the tower's hidden states, for each CLIP layer before the one producing the features: per head, the
+        [CLS] query's attention logits over the patches and the [CLS] value's over the values (no scale, as FlowCut),
+        with the [CLS] column itself (``*_self``, repeated per token), so that the scorer can take the softmax over
+        whichever patches survive; and the L1 norm of each patch's head-averaged value."""
+        cfg = self.model.config
+        hs = getattr(image_outputs, "hidden_states", None)
+        if hs is None or not isinstance(cfg.vision_feature_layer, int) or cfg.vision_feature_select_strategy != "default":
+            return None
+        h = cfg.vision_feature_layer % len(hs)
+        tower = self.vlm.vision_tower
+        layers = getattr(tower, "vision_model", tower).encoder.layers
+        stats: dict[str, list[torch.Tensor]] = {"rel_logit": [], "sem_logit": [], "vnorm": []}
+        # the layer producing hs[h] (layer h - 1) reads only the kept tokens in FlowCut; a tower with no layer
+        # before it (tiny test towers) is scored on that layer itself
+        for i in range(max(h - 1, 1)):
+            layer = layers[i]
+            attn = layer.self_attn
+            x = layer.layer_norm1(hs[i])
+            n, t, e = x.shape
+            heads = lambda y: y.reshape(n, -1, attn.num_heads, e // attn.num_heads).transpose(1, 2).float()  # noqa
+            q, k, v = heads(attn.q_proj(x[:, :1])), heads(attn.k_proj(x)), heads(attn.v_proj(x))  # [n, H, T, d]
+            stats["rel_logit"].append((q @ k.transpose(-1, -2))[:, :, 0] * attn.scale)  # [n, H, T]
+            stats["sem_logit"].append((v[:, :, :1] @ v.transpose(-1, -2))[:, :, 0])
+            stats["vnorm"].append(v.mean(1).abs().sum(-1))  # [n, T]
+        out: list[dict[str, torch.Tensor]] = [{} for _ in range(hs[0].shape[0])]
+        for name, xs in stats.items():
+            full = torch.stack(xs, 1)  # [n, L, (H,) T]
+            for d, item in zip(out, full):
+                d[name] = item[..., 1:]  # patches; the [CLS] column travels repeated per patch
+                if name != "vnorm":
+                    d[name.replace("logit", "self")] = item[..., :1].expand_as(item[..., 1:])
+        return out
 
     def padding_tokens(self, pixel_values: torch.Tensor) -> list[torch.Tensor] | None:
         """LLaVA-1.5 pads images to a square with the normalisation mean, i.e. ~0 after normalisation: a patch

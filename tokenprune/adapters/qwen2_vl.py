@@ -16,6 +16,7 @@ class Qwen2VLAdapter(Adapter):
     hf_class = "Qwen2VLForConditionalGeneration"
     mrope = 3
     supports_cls_attention = True
+    supports_vision_flow = True
     modalities = ("image", "video")
     vllm_models = {"Qwen2VLForConditionalGeneration": "tokenprune.integrations.vllm.qwen_vl:TokenpruneQwen2VL"}
     stock_heads = False
@@ -55,26 +56,68 @@ class Qwen2VLAdapter(Adapter):
         blk = self.vlm.visual.blocks[-1]
         attn = blk.attn
         n = hidden.shape[0]
-        q, k, _ = attn.qkv(blk.norm1(hidden)).reshape(n, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
-        cos, sin = kw["position_embeddings"]
-        q, k = sys.modules[type(attn).__module__].apply_rotary_pos_emb_vision(q, k, cos, sin)
+        q, k, _ = self._qkv(blk, hidden, kw)
         cu = kw["cu_seqlens"].tolist()
         received = torch.empty(n, dtype=torch.float32, device=hidden.device)
         for a, b in zip(cu[:-1], cu[1:]):
             qs, ks = q[a:b].transpose(0, 1).float(), k[a:b].transpose(0, 1).float()  # [H, m, d]
             probs = (qs @ ks.transpose(-1, -2) * attn.scaling).softmax(-1)
             received[a:b] = probs.mean(0).mean(0)
+        return list(torch.split(self._per_unit(received, grid_thw), self._unit_counts(grid_thw), dim=-1))
+
+    def _unit_counts(self, grid_thw: torch.Tensor) -> list[int]:
+        return (grid_thw.prod(-1) // self.vlm.visual.spatial_merge_size ** 2).tolist()
+
+    def _per_unit(self, per_patch: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
+        """``[..., patches]`` in the tower's order -> ``[..., units]``: mean over each 2x2 merge unit, raster order
+        (Qwen2.5-VL runs its blocks in window order)."""
         unit = self.vlm.visual.spatial_merge_size ** 2
-        per_unit = received.view(-1, unit).mean(1)
+        per_unit = per_patch.reshape(*per_patch.shape[:-1], -1, unit).mean(-1)
         if hasattr(self.vlm.visual, "window_size"):  # Qwen2.5-VL: window order -> raster order
             from transformers.vision_utils import get_vision_window_index
 
             v = self.vlm.visual
             window_index, _ = get_vision_window_index(grid_thw, spatial_merge_size=v.spatial_merge_size,
                                                       window_size=v.window_size, patch_size=v.patch_size)
-            per_unit = per_unit[torch.argsort(window_index.to(per_unit.device))]
-        sizes = (grid_thw.prod(-1) // unit).tolist()
-        return list(torch.split(per_unit, sizes))
+            per_unit = per_unit[..., torch.argsort(window_index.to(per_unit.device))]
+        return per_unit
+
+    def _qkv(self, blk: nn.Module, hidden: torch.Tensor, kw: dict[str, Any]) -> tuple[torch.Tensor, ...]:
+        """``[N, H, d]`` queries and keys (rotary applied) and values of block ``blk`` on its input ``hidden``."""
+        attn = blk.attn
+        n = hidden.shape[0]
+        q, k, v = attn.qkv(blk.norm1(hidden)).reshape(n, 3, attn.num_heads, -1).permute(1, 0, 2, 3).unbind(0)
+        cos, sin = kw["position_embeddings"]
+        q, k = sys.modules[type(attn).__module__].apply_rotary_pos_emb_vision(q, k, cos, sin)
+        return q, k, v
+
+    def flow_modules(self) -> list[nn.Module]:
+        return list(self.vlm.visual.blocks[:-1])
+
+    def flow_block(self, index: int, block: nn.Module, hidden: torch.Tensor, kwargs: dict[str, Any],
+                   grid_thw: torch.Tensor | None) -> Any:
+        """FlowCut's Qwen variant (no [CLS]): per item, the attention of the item's global query (its patches' mean
+        query, per head) over its patches, mean over heads; and each patch's head-averaged value L1 norm."""
+        if grid_thw is None:
+            return None
+        q, k, v = (x.float() for x in self._qkv(block, hidden, kwargs))
+        rel = torch.empty(hidden.shape[0], dtype=torch.float32, device=hidden.device)
+        off = 0
+        for size in grid_thw.prod(-1).tolist():
+            qs, ks = q[off:off + size].transpose(0, 1), k[off:off + size].transpose(0, 1)  # [H, m, d]
+            gq = qs.mean(1, keepdim=True)
+            rel[off:off + size] = (gq @ ks.transpose(-1, -2) * block.attn.scaling).softmax(-1).mean(0)[0]
+            off += size
+        return rel, v.mean(1).abs().sum(-1)
+
+    def vision_flow(self, image_outputs: object, grid_thw: torch.Tensor | None,
+                    blocks: list[Any] | None) -> list[dict[str, torch.Tensor]] | None:
+        if grid_thw is None or not blocks or any(b is None for b in blocks):
+            return None
+        rel = self._per_unit(torch.stack([b[0] for b in blocks]), grid_thw)  # [L, units]
+        vnorm = self._per_unit(torch.stack([b[1] for b in blocks]), grid_thw)
+        sizes = self._unit_counts(grid_thw)
+        return [{"rel": r, "vnorm": m} for r, m in zip(torch.split(rel, sizes, -1), torch.split(vnorm, sizes, -1))]
 
     def decode_position_ids(self, dense_seen: int, q_len: int, attention_mask: torch.Tensor | None,
                             batch: int, device: torch.device) -> torch.Tensor:

@@ -39,6 +39,11 @@ class Runtime(FeatureCapture, Prefill, Decode):
                 f"Stage.scorer: vision-tower [CLS] attention is not available for model_type "
                 f"{model.config.model_type!r}; it is implemented for: "
                 f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_cls_attention)}")
+        if "vision_flow" in self._captures and not adapter.supports_vision_flow:
+            raise UnsupportedModelError(
+                f"Stage.scorer: vision-tower information flow (flowcut) is not available for model_type "
+                f"{model.config.model_type!r}; it is implemented for: "
+                f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_vision_flow)}")
 
     # -- attach / detach ----------------------------------------------------------------------------------
     def attach(self, handle: Any = None) -> None:
@@ -56,6 +61,9 @@ class Runtime(FeatureCapture, Prefill, Decode):
         capture = a.vision_capture_module() if "vision_attention" in self._captures else None
         if capture is not None:
             self.hooks.pre_hook(capture, self._capture_vision_block)
+        if "vision_flow" in self._captures:
+            for i, block in enumerate(a.flow_modules()):
+                self.hooks.pre_hook(block, functools.partial(self._capture_flow_block, i))
         if hasattr(a.vlm, "get_placeholder_mask"):
             self.hooks.patch(a.vlm, "get_placeholder_mask", self._wrap_placeholder(a.vlm.get_placeholder_mask))
         self.hooks.patch(self.model, "generate", self._wrap_generate(self.model.generate))
@@ -133,7 +141,8 @@ class Runtime(FeatureCapture, Prefill, Decode):
         cache = kwargs.get("past_key_values")
         if cache is None or cache.get_seq_length() == 0:
             ids = kwargs.get("input_ids", args[0] if args else None)
-            self.local.pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": {}, "grids": {}}
+            self.local.pending = {"input_ids": ids, "counts": {}, "vision": {}, "padding": {}, "grids": {},
+                                  "flow": {}}
             for modality, out in (kwargs.get("mm_encoder_outputs") or {}).items():
                 if out is not None:
                     self._add_record(modality, self._record_for(modality, out))

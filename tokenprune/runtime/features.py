@@ -25,6 +25,8 @@ class FeatureCapture:
             if self.local.in_features:  # Qwen3-VL's get_video_features calls get_image_features: record once
                 return fn(*args, **kwargs)
             self.local.vision_block_input = None
+            self.local.flow_blocks = []
+            self.local.flow_grid = kwargs.get(f"{modality}_grid_thw", args[1] if len(args) > 1 else None)
             self.local.in_features = True
             try:
                 out = fn(*args, **kwargs)
@@ -45,10 +47,18 @@ class FeatureCapture:
     def _capture_vision_block(self, module: Any, args: tuple, kwargs: dict) -> None:
         self.local.vision_block_input = (args[0] if args else kwargs["hidden_states"], kwargs)
 
+    def _capture_flow_block(self, index: int, module: Any, args: tuple, kwargs: dict) -> None:
+        if self.local.in_features and self.local.flow_blocks is not None:
+            hidden = args[0] if args else kwargs["hidden_states"]
+            with torch.no_grad():
+                self.local.flow_blocks.append(self.adapter.flow_block(index, module, hidden, kwargs,
+                                                                      self.local.flow_grid))
+
     def _feature_record(self, modality: str, out: Any, pixel_values: Any = None, grid: Any = None) -> dict:
         """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks."""
         counts = self.adapter.feature_counts(out)
-        rec: dict[str, Any] = {"counts": counts, "padding": None, "vision": None, "keys": self._item_keys(out),
+        rec: dict[str, Any] = {"counts": counts, "padding": None, "vision": None, "flow": None,
+                               "keys": self._item_keys(out),
                                "grids": self.adapter.item_grids(counts, grid, modality, pixel_values)}
         if "padding" in self._captures and modality == "image" and pixel_values is not None:
             pad = self.adapter.padding_tokens(pixel_values)
@@ -62,6 +72,14 @@ class FeatureCapture:
                                  f"(needs a single int vision_feature_layer and unpacked features, computed by the "
                                  f"model under this handle)")
             rec["vision"] = att
+        if "vision_flow" in self._captures:
+            with torch.no_grad():
+                flow = self.adapter.vision_flow(out, grid, self.local.flow_blocks)
+            if flow is None or [f["vnorm"].shape[-1] for f in flow] != counts:
+                raise InputError(f"{modality}: the vision tower's information flow cannot be aligned with the visual "
+                                 f"tokens (needs a single int vision_feature_layer, the 'default' feature strategy "
+                                 f"and features computed by the model under this handle)")
+            rec["flow"] = flow
         return rec
 
     @staticmethod
@@ -82,12 +100,12 @@ class FeatureCapture:
             return self._feature_record(modality, out)
         pick = lambda xs: None if xs is None else [xs[where[k]] for k in keys]  # noqa: E731
         return {"counts": pick(rec["counts"]), "padding": pick(rec["padding"]), "vision": pick(rec["vision"]),
-                "grids": pick(rec["grids"]), "keys": keys}
+                "grids": pick(rec["grids"]), "flow": pick(rec["flow"]), "keys": keys}
 
     def _add_record(self, modality: str, rec: dict) -> None:
         p = self.local.pending
         p["counts"].setdefault(modality, []).extend(rec["counts"])
-        for key in ("padding", "vision", "grids"):
+        for key in ("padding", "vision", "grids", "flow"):
             items = rec[key] if rec[key] is not None else [None] * len(rec["counts"])
             p[key].setdefault(modality, []).extend(items)
 

@@ -28,6 +28,7 @@ class MediaItem:
     vision: torch.Tensor | None = None
     padding: torch.Tensor | None = None
     grid: tuple[int, int, int] | None = None
+    flow: dict[str, torch.Tensor] | None = None  # per original token and vision layer: flowcut's statistics
 
     @property
     def frames(self) -> int:
@@ -67,17 +68,19 @@ def find_items(token_ids: dict[str, int], pending: dict[str, Any], b: int, devic
             raise InputError(f"input_ids: {rows.numel()} {modality} placeholder tokens but the {modality} "
                              f"features have {sum(c)} tokens ({c} per item)")
         off = 0
-        extra = {key: iter(pending[key].get(modality, [])) for key in ("vision", "padding", "grids")}
+        extra = {key: iter(pending.get(key, {}).get(modality, [])) for key in ("vision", "padding", "grids", "flow")}
         for k in c:
             r = rows[off:off + k]
             if k and bool((r != r[0]).any()):
                 raise InputError(f"input_ids: a {modality} item's {k} placeholder tokens span several samples")
-            v, p, g = (next(extra[key], None) for key in ("vision", "padding", "grids"))
+            v, p, g, f = (next(extra[key], None) for key in ("vision", "padding", "grids", "flow"))
             if k:
                 items[int(r[0])].append(MediaItem(int(r[0]), modality, cols[off:off + k].to(device),
                                                   torch.arange(k, device=device), k,
                                                   v.to(device) if v is not None else None,
-                                                  p.to(device) if p is not None else None, g))
+                                                  p.to(device) if p is not None else None, g,
+                                                  {n: t.to(device) for n, t in f.items() if t is not None}
+                                                  if f is not None else None))
             off += k
     for row in items:
         row.sort(key=lambda im: int(im.pos[0]))

@@ -69,9 +69,11 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
             if pad is not None and im.padding is not None:
                 pad[r, sl] = im.padding[im.alive]
             off += m
+    flow = {(r, j): {n: t[..., im.alive] for n, t in im.flow.items()}
+            for r, row in enumerate(images) for j, im in enumerate(row) if im.flow is not None}
     view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, item_id=iid, local_index=loc, item_len=ilen,
                      budget=bud, valid=valid, layer=layer, generator=generator, _vision_attention=vis_att,
-                     frame=frame, cell=cell, grid_hw=hw, _padding=pad)
+                     frame=frame, cell=cell, grid_hw=hw, _padding=pad, _flow=flow)
     if attention_fn is not None:
         view._attention_fn = lambda query: attention_fn(view, query)
     return view

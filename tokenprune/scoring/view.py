@@ -39,6 +39,7 @@ class TokenView:
     _attention_fn: Callable[[str], torch.Tensor] | None = None
     _vision_attention: torch.Tensor | None = None
     _padding: torch.Tensor | None = None
+    _flow: dict = field(default_factory=dict)  # (row, item) -> flowcut's per-layer statistics of its live tokens
     _cache: dict = field(default_factory=dict)
 
     @property
@@ -88,6 +89,14 @@ class TokenView:
             raise InternalError("vision-tower attention was not captured for this call: the scorer must "
                                 "declare captures={'vision_attention'} in its spec")
         return self._vision_attention
+
+    def vision_flow(self, row: int, item: int) -> dict[str, torch.Tensor]:
+        """Item ``item`` of row ``row``: the vision tower's per-layer statistics of its tokens, in this view's token
+        order (``rel``, ``vnorm`` and, where the tower has a [CLS], ``sem``: ``[L, tokens]``; see ``flowcut``)."""
+        if (row, item) not in self._flow:
+            raise InternalError("the vision tower's information flow was not captured for this call: the scorer "
+                                "must declare captures={'vision_flow'} in its spec")
+        return self._flow[(row, item)]
 
     @property
     def padding_mask(self) -> torch.Tensor | None:
