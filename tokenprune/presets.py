@@ -46,6 +46,15 @@ def _adaptinfer_layers(n: int, keeps: list[float]) -> list[dict[str, Any]]:
             for a, k in zip(at, keeps)]
 
 
+def _vflowopt_stages(n: int, keeps: list[float]) -> list[dict[str, Any]]:
+    """Before the LM (recycling the pruned tokens into 3), then drops before layers 9 and 18 of a 28-layer LM."""
+    a = max(1, round(9 * n / 28))
+    b = max(a + 1, round(18 * n / 28))
+    return [dict(at=PRE_LLM, keep=keeps[0], scorer="vflow", selector="topk", reducer="recycle", recycled=3),
+            dict(at=a, keep=keeps[1], scorer="vflow", selector="topk", reducer="drop"),
+            dict(at=b, keep=keeps[2], scorer="vflow", selector="topk", reducer="drop")]
+
+
 _LIST = [
     Preset("fastv", "FastV (Chen et al., ECCV 2024): prune at LM layer 2 by layer 1's last-token attention, keep 25%",
            _one(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")),
@@ -80,6 +89,14 @@ _LIST = [
            "attention, times value norms) accumulated over the vision layers, candidates narrowed progressively "
            "by entropy, pre-LLM, keep 25%", _one(at=PRE_LLM, keep=0.25, scorer="flowcut", selector="topk",
                                                    reducer="drop")),
+    Preset("vflowopt", "VFlowOpt (Yang et al., ICCV 2025): vision-tower attention from the global queries, kept "
+           "before the LM with the pruned tokens recycled into 3, then dropped by the same map at 9/28 and 18/28 of "
+           "the depth (released 25% setting); keep = the budget averaged over the layers",
+           lambda n: _vflowopt_stages(n, [0.2651, 0.2651 * 0.9833, 0.2651 * 0.9833 * 0.8773]),
+           average_ratios=(0.2651 / 0.25, 0.2651 * 0.9833 / 0.25, 0.2651 * 0.9833 * 0.8773 / 0.25)),
+    Preset("zoo-prune", "ZOO-Prune (Kim et al., CVPR 2026): zeroth-order sensitivity of the projector (64 random "
+           "directions, central differences) x cosine diversity, greedy before the LM, keep 25%",
+           _one(at=PRE_LLM, keep=0.25, scorer="zoo", selector="sads", reducer="drop")),
     Preset("visionzip", "VisionZip (Yang et al., CVPR 2025): 54 dominant tokens by vision-tower attention + 10 "
            "contextual tokens (the rest averaged into evenly spread centres), pre-LLM, 64 per image",
            _one(at=PRE_LLM, keep=64, scorer="cls_attention", selector="visionzip", reducer="merge", contextual=10)),

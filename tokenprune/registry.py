@@ -19,7 +19,8 @@ from typing import Any, Callable, Iterator, Sequence
 from .errors import ConfigError, RegistrationError
 
 #: what a method can ask the runtime for
-CAPTURES = ("features", "lm_attention", "vision_attention", "vision_flow", "padding", "hidden_states")
+CAPTURES = ("features", "lm_attention", "vision_attention", "vision_flow", "vision_global", "projector_sensitivity",
+            "padding", "hidden_states")
 #: where a stage can run: before the language model, or at an LM layer
 WHERE = ("pre_llm", "llm")
 MODALITIES = ("image", "video")

@@ -187,3 +187,23 @@ def dpp(scores: torch.Tensor, features: torch.Tensor | None, k: int) -> torch.Te
     square roots of non-positive gains)."""
     valid = torch.ones(1, scores.shape[0], dtype=torch.bool, device=scores.device)
     return dpp_batched(scores[None], features[None], valid, [k])[0]
+
+
+@SELECTORS.register("sads", needs_features=True)
+def sads(scores: torch.Tensor, features: torch.Tensor | None, k: int) -> torch.Tensor:
+    """ZOO-Prune's sensitivity-aware diverse selection: ``ŝ`` = scores min-max normalised to [0, 1]; first the
+    argmax of ``ŝ``, then repeatedly ``argmax_i ŝ_i · min_{j∈S} (1 − cos(x_i, x_j))`` over the unselected tokens."""
+    s = scores.float()
+    s = (s - s.min()) / (s.max() - s.min() + 1e-8)
+    f = torch.nn.functional.normalize(features.float(), dim=-1)
+    picked = [int(torch.argmax(s))]
+    nearest = 1 - f @ f[picked[0]]
+    taken = torch.zeros_like(s, dtype=torch.bool)
+    taken[picked[0]] = True
+    for _ in range(k - 1):
+        gain = torch.where(taken, torch.full_like(s, -1.0), s * nearest)
+        i = int(torch.argmax(gain))
+        picked.append(i)
+        taken[i] = True
+        nearest = torch.minimum(nearest, 1 - f @ f[i])
+    return torch.tensor(sorted(picked), device=scores.device)

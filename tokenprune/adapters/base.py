@@ -56,6 +56,10 @@ class Adapter:
     supports_cls_attention: ClassVar[bool] = False
     #: the adapter implements :meth:`vision_flow` (the ``flowcut`` scorer)
     supports_vision_flow: ClassVar[bool] = False
+    #: the adapter implements :meth:`vision_global` and :meth:`patch_entropies` (the ``vflow`` scorer)
+    supports_vision_global: ClassVar[bool] = False
+    #: the adapter implements :meth:`projector_sensitivity` (the ``zoo`` scorer)
+    supports_projector_sensitivity: ClassVar[bool] = False
     #: modalities the family's processor and model take
     modalities: ClassVar[tuple[str, ...]] = ("image",)
     #: vLLM architecture name -> ``module:Class`` of the plugin's model for it (empty: not served by the plugin)
@@ -214,6 +218,22 @@ class Adapter:
         output the projector reads: ``rel`` (attention from the [CLS] or global query, mean over heads), ``sem``
         (the [CLS] value's attention over the values; ``None`` without a [CLS]) and ``vnorm`` (L1 norm of the
         head-averaged value), each ``[L, tokens]``; ``None`` when they cannot be aligned with the tokens."""
+        return None
+
+    def vision_global(self, image_outputs: object, grid_thw: torch.Tensor | None, block_input: Any,
+                      threshold: float) -> list[torch.Tensor] | None:
+        """Per item, VFlowOpt's attention from the global queries of the vision layer whose output the projector
+        reads (see :func:`tokenprune.scoring.vflow.global_query_attention`), one value per visual token."""
+        return None
+
+    def patch_entropies(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """Per item, the grey-level entropy of each visual token's pixels (VFlowOpt's information map)."""
+        return None
+
+    def projector_sensitivity(self, image_outputs: object, directions: int, eps: float,
+                              seed: int) -> list[torch.Tensor] | None:
+        """Per item, each visual token's zeroth-order sensitivity of the projector to its input
+        (:func:`tokenprune.scoring.zoo.projector_sensitivity`)."""
         return None
 
     def padding_tokens(self, pixel_values: torch.Tensor) -> list[torch.Tensor] | None:

@@ -5,7 +5,9 @@ from typing import Any
 
 import torch
 
+from ..scoring.vflow import global_query_attention, patch_entropy
 from ..scoring.vision import cls_row_attention
+from ..scoring.zoo import projector_sensitivity
 from .base import Adapter, register
 
 
@@ -15,6 +17,8 @@ class LlavaAdapter(Adapter):
     hf_class = "LlavaForConditionalGeneration"
     supports_cls_attention = True
     supports_vision_flow = True
+    supports_vision_global = True
+    supports_projector_sensitivity = True
     vllm_models = {"LlavaForConditionalGeneration": "tokenprune.integrations.vllm.llava:TokenpruneLlava"}
 
     @staticmethod
@@ -79,6 +83,52 @@ class LlavaAdapter(Adapter):
                 if name != "vnorm":
                     d[name.replace("logit", "self")] = item[..., :1].expand_as(item[..., 1:])
         return out
+
+    def vision_global(self, image_outputs: object, grid_thw: torch.Tensor | None, block_input: Any,
+                      threshold: float) -> list[torch.Tensor] | None:
+        cfg = self.model.config
+        hs = getattr(image_outputs, "hidden_states", None)
+        if hs is None or not isinstance(cfg.vision_feature_layer, int):
+            return None
+        h = cfg.vision_feature_layer % len(hs)
+        if h == 0:
+            return None
+        tower = self.vlm.vision_tower
+        layer = getattr(tower, "vision_model", tower).encoder.layers[h - 1]
+        attn = layer.self_attn
+        x = layer.layer_norm1(hs[h - 1])
+        n, t, e = x.shape
+        heads = lambda y: y.reshape(n, t, attn.num_heads, e // attn.num_heads).transpose(1, 2).float()  # noqa: E731
+        probs = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scale).softmax(-1).mean(1)
+        first = 1 if cfg.vision_feature_select_strategy == "default" else 0
+        return [global_query_attention(p, threshold)[first:] for p in probs]
+
+    def patch_entropies(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """Each 14x14 patch's grey levels (channel mean, the image min-max scaled to [0, 1]) -> entropy."""
+        if pixel_values.dim() != 4:
+            return None
+        ps = self.vlm.vision_tower.config.patch_size
+        grey = pixel_values.float().mean(1, keepdim=True)
+        lo = grey.amin((1, 2, 3), keepdim=True)
+        grey = (grey - lo) / (grey.amax((1, 2, 3), keepdim=True) - lo).clamp(min=1e-12)
+        patches = torch.nn.functional.unfold(grey, kernel_size=ps, stride=ps)  # [N, ps*ps, P]
+        ent = [patch_entropy(p.T) for p in patches]
+        if self.model.config.vision_feature_select_strategy != "default":
+            ent = [torch.cat([e.new_zeros(1), e]) for e in ent]  # the [CLS] token carries no pixels
+        return ent
+
+    def projector_sensitivity(self, image_outputs: object, directions: int, eps: float,
+                              seed: int) -> list[torch.Tensor] | None:
+        """The projector's inputs are the tower's selected hidden states (without [CLS] for the default strategy)."""
+        cfg = self.model.config
+        hs = getattr(image_outputs, "hidden_states", None)
+        if hs is None or not isinstance(cfg.vision_feature_layer, int):
+            return None
+        x = hs[cfg.vision_feature_layer]
+        x = x[:, 1:] if cfg.vision_feature_select_strategy == "default" else x
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        proj = self.vlm.multi_modal_projector
+        return [projector_sensitivity(proj, xi, directions, eps, gen) for xi in x]
 
     def padding_tokens(self, pixel_values: torch.Tensor) -> list[torch.Tensor] | None:
         """LLaVA-1.5 pads images to a square with the normalisation mean, i.e. ~0 after normalisation: a patch

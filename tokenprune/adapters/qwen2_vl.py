@@ -7,6 +7,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from ..scoring.vflow import global_query_attention, patch_entropy
 from .base import Adapter, register
 
 
@@ -17,6 +18,7 @@ class Qwen2VLAdapter(Adapter):
     mrope = 3
     supports_cls_attention = True
     supports_vision_flow = True
+    supports_vision_global = True
     modalities = ("image", "video")
     vllm_models = {"Qwen2VLForConditionalGeneration": "tokenprune.integrations.vllm.qwen_vl:TokenpruneQwen2VL"}
     stock_heads = False
@@ -54,16 +56,44 @@ class Qwen2VLAdapter(Adapter):
             return None
         hidden, kw = block_input
         blk = self.vlm.visual.blocks[-1]
-        attn = blk.attn
-        n = hidden.shape[0]
         q, k, _ = self._qkv(blk, hidden, kw)
-        cu = kw["cu_seqlens"].tolist()
-        received = torch.empty(n, dtype=torch.float32, device=hidden.device)
+        return self._segment_attention(q, k, kw["cu_seqlens"], blk.attn.scaling, grid_thw, lambda p: p.mean(0))
+
+    def _segment_attention(self, q: torch.Tensor, k: torch.Tensor, cu_seqlens: torch.Tensor, scaling: float,
+                           grid_thw: torch.Tensor, reduce: Any) -> list[torch.Tensor]:
+        """Per attention segment of the block (a frame, or a window), the head-averaged attention ``[m, m]``
+        reduced to one value per patch by ``reduce``; then per merge unit, raster order, split per item."""
+        cu = cu_seqlens.tolist()
+        out = torch.empty(q.shape[0], dtype=torch.float32, device=q.device)
         for a, b in zip(cu[:-1], cu[1:]):
             qs, ks = q[a:b].transpose(0, 1).float(), k[a:b].transpose(0, 1).float()  # [H, m, d]
-            probs = (qs @ ks.transpose(-1, -2) * attn.scaling).softmax(-1)
-            received[a:b] = probs.mean(0).mean(0)
-        return list(torch.split(self._per_unit(received, grid_thw), self._unit_counts(grid_thw), dim=-1))
+            out[a:b] = reduce((qs @ ks.transpose(-1, -2) * scaling).softmax(-1).mean(0))
+        return list(torch.split(self._per_unit(out, grid_thw), self._unit_counts(grid_thw), dim=-1))
+
+    def vision_global(self, image_outputs: object, grid_thw: torch.Tensor | None, block_input: Any,
+                      threshold: float) -> list[torch.Tensor] | None:
+        """VFlowOpt's global-query attention in the tower's last block, per attention segment (a frame)."""
+        if block_input is None or grid_thw is None:
+            return None
+        hidden, kw = block_input
+        blk = self.vlm.visual.blocks[-1]
+        q, k, _ = self._qkv(blk, hidden, kw)
+        return self._segment_attention(q, k, kw["cu_seqlens"], blk.attn.scaling, grid_thw,
+                                       lambda p: global_query_attention(p, threshold))
+
+    def patch_entropies(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor | None) -> list[torch.Tensor] | None:
+        """Flattened patches ``[N, C·T·P·P]`` (merge units contiguous, raster order): grey levels min-max scaled per
+        item, entropy per patch, mean per merge unit."""
+        if grid_thw is None or pixel_values.dim() != 2:
+            return None
+        c = self.vlm.visual.config.in_channels if hasattr(self.vlm.visual.config, "in_channels") else 3
+        grey = pixel_values.float().reshape(pixel_values.shape[0], c, -1).mean(1)  # [N, T·P·P]
+        unit = self.vlm.visual.spatial_merge_size ** 2
+        out = []
+        for g in torch.split(grey, grid_thw.prod(-1).tolist()):
+            g = (g - g.min()) / (g.max() - g.min()).clamp(min=1e-12)
+            out.append(patch_entropy(g).view(-1, unit).mean(1))
+        return out
 
     def _unit_counts(self, grid_thw: torch.Tensor) -> list[int]:
         return (grid_thw.prod(-1) // self.vlm.visual.spatial_merge_size ** 2).tolist()

@@ -9,7 +9,7 @@ import torch
 
 from ..adapters.base import ADAPTERS, Adapter
 from ..config import AUTO, PruneConfig
-from ..errors import InputError, UnsupportedModelError
+from ..errors import ConfigError, InputError, UnsupportedModelError
 from .decode import Decode
 from .features import FeatureCapture
 from .hooks import HookSet
@@ -39,11 +39,33 @@ class Runtime(FeatureCapture, Prefill, Decode):
                 f"Stage.scorer: vision-tower [CLS] attention is not available for model_type "
                 f"{model.config.model_type!r}; it is implemented for: "
                 f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_cls_attention)}")
+        self.vflow_threshold = self._capture_option(config, "vflow", "threshold", 34.76)
+        self.zoo_options = (self._capture_option(config, "zoo", "directions", 64),
+                            self._capture_option(config, "zoo", "eps", 0.01), config.seed)
+        if "projector_sensitivity" in self._captures and not adapter.supports_projector_sensitivity:
+            raise UnsupportedModelError(
+                f"Stage.scorer: projector sensitivity (zoo) is not available for model_type "
+                f"{model.config.model_type!r}; it is implemented for: "
+                f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_projector_sensitivity)}")
+        if "vision_global" in self._captures and not adapter.supports_vision_global:
+            raise UnsupportedModelError(
+                f"Stage.scorer: vision-tower global-query attention (vflow) is not available for model_type "
+                f"{model.config.model_type!r}; it is implemented for: "
+                f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_vision_global)}")
         if "vision_flow" in self._captures and not adapter.supports_vision_flow:
             raise UnsupportedModelError(
                 f"Stage.scorer: vision-tower information flow (flowcut) is not available for model_type "
                 f"{model.config.model_type!r}; it is implemented for: "
                 f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_vision_flow)}")
+
+    @staticmethod
+    def _capture_option(config: PruneConfig, scorer: str, name: str, default: Any) -> Any:
+        """An option a scorer's capture is computed with (once per image, before the stages): one value per config."""
+        values = {s.scorer_kwargs.get(name, default) for s in config.stages if s.scorer == scorer}
+        if len(values) > 1:
+            raise ConfigError(f"Stage.{name}: the {scorer} stages of one config share one capture; got "
+                              f"{sorted(values)}")
+        return values.pop() if values else default
 
     # -- attach / detach ----------------------------------------------------------------------------------
     def attach(self, handle: Any = None) -> None:
@@ -58,7 +80,7 @@ class Runtime(FeatureCapture, Prefill, Decode):
             self.hooks.pre_hook(layer, functools.partial(self._layer_pre, i))
         for modality, name in a.feature_methods().items():
             self.hooks.patch(a.vlm, name, self._wrap_features(modality, getattr(a.vlm, name)))
-        capture = a.vision_capture_module() if "vision_attention" in self._captures else None
+        capture = a.vision_capture_module() if self._captures & {"vision_attention", "vision_global"} else None
         if capture is not None:
             self.hooks.pre_hook(capture, self._capture_vision_block)
         if "vision_flow" in self._captures:

@@ -17,6 +17,8 @@ class FeatureCapture:
 
     adapter: Any
     _captures: set[str]
+    vflow_threshold: float = 34.76
+    zoo_options: tuple = (64, 0.01, 0)
     local: Any
 
     def _wrap_features(self, modality: str, fn: Any) -> Any:
@@ -80,6 +82,26 @@ class FeatureCapture:
                                  f"tokens (needs a single int vision_feature_layer, the 'default' feature strategy "
                                  f"and features computed by the model under this handle)")
             rec["flow"] = flow
+        if "vision_global" in self._captures:
+            with torch.no_grad():
+                glob = self.adapter.vision_global(out, grid, self.local.vision_block_input, self.vflow_threshold)
+                ent = self.adapter.patch_entropies(pixel_values, grid) if pixel_values is not None else None
+            if glob is None or [g.numel() for g in glob] != counts:
+                raise InputError(f"{modality}: vision-tower attention cannot be aligned with the visual tokens "
+                                 f"(needs a single int vision_feature_layer and unpacked features, computed by the "
+                                 f"model under this handle)")
+            if ent is None or [e.numel() for e in ent] != counts:
+                ent = [torch.zeros_like(g) for g in glob]  # no pixels to read (precomputed features): alpha adds 0
+            rec["flow"] = [dict(f, **{"global": g, "entropy": e})
+                           for f, g, e in zip(rec["flow"] or [{}] * len(glob), glob, ent)]
+        if "projector_sensitivity" in self._captures:
+            directions, eps, seed = self.zoo_options
+            with torch.no_grad():
+                sens = self.adapter.projector_sensitivity(out, directions, eps, seed)
+            if sens is None or [x.numel() for x in sens] != counts:
+                raise InputError(f"{modality}: the projector's inputs cannot be aligned with the visual tokens (needs "
+                                 f"a single int vision_feature_layer and features computed under this handle)")
+            rec["flow"] = [dict(f, sensitivity=x) for f, x in zip(rec["flow"] or [{}] * len(sens), sens)]
         return rec
 
     @staticmethod
