@@ -35,24 +35,26 @@ def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tenso
     imp = torch.where(valid, (s - smin) / (smax - smin).clamp(min=1e-12), torch.zeros_like(s))
     lam_t = torch.as_tensor(lam, dtype=torch.float32, device=dev).expand(n).unsqueeze(1)
     # DivPrune's first pick (used where lam == 0): the token whose nearest valid neighbour is farthest
-    dist = (1.0 - sim).masked_fill(~valid[:, None, :], float("inf"))
-    dist = dist.masked_fill(torch.eye(v, dtype=torch.bool, device=dev), float("inf"))
-    nearest = dist.amin(2).masked_fill(~valid, float("-inf"))
+    others = sim.masked_fill(~valid[:, None, :] | torch.eye(v, dtype=torch.bool, device=dev), float("-inf"))
+    nearest = (1.0 - others.amax(2)).masked_fill(~valid, float("-inf"))
     first_diverse = nearest.argmax(1)
-    chosen = ~valid
+    del others
+    # the objective lam·imp − (1 − lam)·max_{s∈S} sim(·, s) is the minimum over the picks of each pick's row of
+    # ``cand = a − b·sim`` (a − b·x falls as x grows, and rounding keeps the order): four tensor ops per greedy step
+    a = lam_t * imp
+    cand = sim.mul_((1.0 - lam_t)[:, :, None]).neg_().add_(a[:, None, :])  # in place: no second V x V buffer
+    cand.masked_fill_(~valid[:, None, :], float("-inf"))
+    obj = a.masked_fill(~valid, float("-inf"))
     rows = torch.arange(n, device=dev)
-    max_sim = torch.zeros(n, v, device=dev)
     picks = []
     for step in range(max(ks)):
-        obj = (lam_t * imp - (1.0 - lam_t) * max_sim).masked_fill(chosen, float("-inf"))
         i = obj.argmax(1)  # first maximum: ties go to the lower index
         if step == 0:
             i = torch.where(lam_t[:, 0] == 0, first_diverse, i)
         picks.append(i)
-        chosen = chosen.clone()
-        chosen[rows, i] = True
-        got = sim[rows, i]
-        max_sim = got if step == 0 else torch.maximum(max_sim, got)
+        row = cand[rows, i]
+        obj = row if step == 0 else torch.minimum(obj, row)
+        obj[rows, i] = float("-inf")  # invalid tokens are -inf in every row of cand
     p = torch.stack(picks, 1)
     return [p[j, :ks[j]].sort().values for j in range(n)]
 

@@ -47,7 +47,8 @@ class PruneStats:
 
 
 def build_stats(state: Any, num_layers: int, text_config: Any) -> PruneStats:
-    stages = [StageStats(r.stage_index, r.at, list(r.visual_in), list(r.kept), r.kept_local) for r in state.records]
+    stages = [StageStats(r.stage_index, r.at, list(r.visual_in), list(r.kept),
+                         [[t.tolist() for t in row] for row in r.kept_local]) for r in state.records]
     tokens = state.dense_valid.sum(1).tolist()
     dense, pruned = [], []
     for b, n in enumerate(tokens):

@@ -68,7 +68,8 @@ class Prefill:
             pos = kwargs.get("position_ids")
             if pos is None:
                 pos = self.adapter.default_position_ids(b, n, 0, emb.device)
-            cos_sin = self.adapter.position_embeddings(emb, pos)
+            # rotary tables only when a scorer reads layer-0 attention (computed on first use)
+            cos_sin = functools.cache(functools.partial(self.adapter.position_embeddings, emb, pos))
             res = self._run(st, 0, emb, None, cos_sin)
             if res is not None:
                 seg = self._compact(st, res, start_layer=0, via_lm=True)
@@ -103,7 +104,7 @@ class Prefill:
         return new_hidden
 
     def _run(self, st: CallState, stage_index: int, hidden: torch.Tensor, layer: int | None,
-             cos_sin: tuple[torch.Tensor, torch.Tensor]) -> StageResult | None:
+             cos_sin: tuple[torch.Tensor, torch.Tensor] | Callable[[], tuple]) -> StageResult | None:
         stage = self.config.stages[stage_index]
         valid = st.current_valid()
         n_images = [len(r) for r in st.images]
@@ -135,7 +136,7 @@ class Prefill:
         st.records.append(StageRecord(
             stage_index=stage_index, at=layer if stage.at == AUTO else stage.at, visual_in=visual_in,
             kept=[sum(im.alive.numel() for im in row) for row in st.images],
-            kept_local=[[im.alive.tolist() for im in row] for row in st.images]))
+            kept_local=[[im.alive for im in row] for row in st.images]))  # tensors: no device sync per call
         return res
 
     def _compact(self, st: CallState, res: StageResult, start_layer: int, via_lm: bool) -> Segment:
@@ -159,5 +160,6 @@ class Prefill:
     def _attention(self, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor], hidden: torch.Tensor,
                    view: TokenView, query: str) -> torch.Tensor:
         cache = self._cache_of(self.local.state) if self.local.state is not None else None
+        cos_sin = cos_sin() if callable(cos_sin) else cos_sin
         return layer_attention(self.adapter, cache, layer, cos_sin, hidden, view, query)
 

@@ -34,7 +34,7 @@ class StageRecord:
     at: str | int
     visual_in: list[int]
     kept: list[int]
-    kept_local: list[list[list[int]]]  # per row, per image: original token indices kept after this stage
+    kept_local: list[list[torch.Tensor]]  # per row, per image: original token indices kept after this stage
 
 
 @dataclass
