@@ -30,10 +30,10 @@ class LlavaAdapter(Adapter):
         return tf.LlavaConfig(vision_config=tf.CLIPVisionConfig(**clip), text_config=tf.LlamaConfig(**text),
                               image_token_id=ids["image"], pad_token_id=ids["pad"])
 
-    def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
-                      block_input: object = None) -> list[torch.Tensor] | None:
-        cfg = self.model.config
-        layer_sel = cfg.vision_feature_layer
+    def _feature_layer_input(self, image_outputs: object) -> tuple[Any, torch.Tensor] | None:
+        """The self-attention of the CLIP layer whose output the projector reads, and that layer's normalised input;
+        ``None`` without hidden states or a single int ``vision_feature_layer`` (or for the embeddings)."""
+        layer_sel = self.model.config.vision_feature_layer
         hs = getattr(image_outputs, "hidden_states", None)
         if hs is None or not isinstance(layer_sel, int):
             return None
@@ -42,8 +42,15 @@ class LlavaAdapter(Adapter):
             return None
         tower = self.vlm.vision_tower
         layer = getattr(tower, "vision_model", tower).encoder.layers[h - 1]
-        attn = layer.self_attn
-        x = layer.layer_norm1(hs[h - 1])
+        return layer.self_attn, layer.layer_norm1(hs[h - 1])
+
+    def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
+                      block_input: object = None) -> list[torch.Tensor] | None:
+        cfg = self.model.config
+        found = self._feature_layer_input(image_outputs)
+        if found is None:
+            return None
+        attn, x = found
         probs = cls_row_attention(attn.q_proj(x[:, :1]), attn.k_proj(x), attn.num_heads, attn.scale)
         if cfg.vision_feature_select_strategy == "default":
             probs = probs[:, 1:]
@@ -87,16 +94,10 @@ class LlavaAdapter(Adapter):
     def vision_global(self, image_outputs: object, grid_thw: torch.Tensor | None, block_input: Any,
                       threshold: float) -> list[torch.Tensor] | None:
         cfg = self.model.config
-        hs = getattr(image_outputs, "hidden_states", None)
-        if hs is None or not isinstance(cfg.vision_feature_layer, int):
+        found = self._feature_layer_input(image_outputs)
+        if found is None:
             return None
-        h = cfg.vision_feature_layer % len(hs)
-        if h == 0:
-            return None
-        tower = self.vlm.vision_tower
-        layer = getattr(tower, "vision_model", tower).encoder.layers[h - 1]
-        attn = layer.self_attn
-        x = layer.layer_norm1(hs[h - 1])
+        attn, x = found
         n, t, e = x.shape
         heads = lambda y: y.reshape(n, t, attn.num_heads, e // attn.num_heads).transpose(1, 2).float()  # noqa: E731
         probs = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scale).softmax(-1).mean(1)

@@ -10,6 +10,7 @@ import torch
 from ..adapters.base import ADAPTERS, Adapter
 from ..config import AUTO, PruneConfig
 from ..errors import ConfigError, InputError, UnsupportedModelError
+from ..registry import SCORERS
 from .decode import Decode
 from .features import FeatureCapture
 from .hooks import HookSet
@@ -39,9 +40,9 @@ class Runtime(FeatureCapture, Prefill, Decode):
                 f"Stage.scorer: vision-tower [CLS] attention is not available for model_type "
                 f"{model.config.model_type!r}; it is implemented for: "
                 f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_cls_attention)}")
-        self.vflow_threshold = self._capture_option(config, "vflow", "threshold", 34.76)
-        self.zoo_options = (self._capture_option(config, "zoo", "directions", 64),
-                            self._capture_option(config, "zoo", "eps", 0.01), config.seed)
+        self.vflow_threshold = self._capture_option(config, "vflow", "threshold")
+        self.zoo_options = (self._capture_option(config, "zoo", "directions"),
+                            self._capture_option(config, "zoo", "eps"), config.seed)
         if "projector_sensitivity" in self._captures and not adapter.supports_projector_sensitivity:
             raise UnsupportedModelError(
                 f"Stage.scorer: projector sensitivity (zoo) is not available for model_type "
@@ -59,8 +60,10 @@ class Runtime(FeatureCapture, Prefill, Decode):
                 f"{', '.join(t for t, a in ADAPTERS.items() if a.supports_vision_flow)}")
 
     @staticmethod
-    def _capture_option(config: PruneConfig, scorer: str, name: str, default: Any) -> Any:
-        """An option a scorer's capture is computed with (once per image, before the stages): one value per config."""
+    def _capture_option(config: PruneConfig, scorer: str, name: str) -> Any:
+        """An option a scorer's capture is computed with (once per image, before the stages): one value per config
+        (the scorer's default when no stage uses it)."""
+        default = SCORERS.get(scorer).defaults()[name]
         values = {s.scorer_kwargs.get(name, default) for s in config.stages if s.scorer == scorer}
         if len(values) > 1:
             raise ConfigError(f"Stage.{name}: the {scorer} stages of one config share one capture; got "

@@ -17,8 +17,8 @@ class FeatureCapture:
 
     adapter: Any
     _captures: set[str]
-    vflow_threshold: float = 34.76
-    zoo_options: tuple = (64, 0.01, 0)
+    vflow_threshold: float
+    zoo_options: tuple
     local: Any
 
     def _wrap_features(self, modality: str, fn: Any) -> Any:
@@ -56,6 +56,13 @@ class FeatureCapture:
                 self.local.flow_blocks.append(self.adapter.flow_block(index, module, hidden, kwargs,
                                                                       self.local.flow_grid))
 
+    @staticmethod
+    def _require_aligned(items: list[torch.Tensor] | None, counts: list[int], what: str) -> None:
+        """Raises unless ``items`` holds one value per visual token of each item."""
+        if items is None or [x.numel() for x in items] != counts:
+            raise InputError(f"{what} cannot be aligned with the visual tokens (needs a single int "
+                             f"vision_feature_layer and unpacked features, computed by the model under this handle)")
+
     def _feature_record(self, modality: str, out: Any, pixel_values: Any = None, grid: Any = None) -> dict:
         """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks."""
         counts = self.adapter.feature_counts(out)
@@ -69,10 +76,7 @@ class FeatureCapture:
         if "vision_attention" in self._captures:
             with torch.no_grad():
                 att = self.adapter.cls_attention(out, grid, self.local.vision_block_input)
-            if att is None or [a.numel() for a in att] != counts:
-                raise InputError(f"{modality}: vision-tower attention cannot be aligned with the visual tokens "
-                                 f"(needs a single int vision_feature_layer and unpacked features, computed by the "
-                                 f"model under this handle)")
+            self._require_aligned(att, counts, f"{modality}: vision-tower attention")
             rec["vision"] = att
         if "vision_flow" in self._captures:
             with torch.no_grad():
@@ -86,10 +90,7 @@ class FeatureCapture:
             with torch.no_grad():
                 glob = self.adapter.vision_global(out, grid, self.local.vision_block_input, self.vflow_threshold)
                 ent = self.adapter.patch_entropies(pixel_values, grid) if pixel_values is not None else None
-            if glob is None or [g.numel() for g in glob] != counts:
-                raise InputError(f"{modality}: vision-tower attention cannot be aligned with the visual tokens "
-                                 f"(needs a single int vision_feature_layer and unpacked features, computed by the "
-                                 f"model under this handle)")
+            self._require_aligned(glob, counts, f"{modality}: vision-tower attention")
             if ent is None or [e.numel() for e in ent] != counts:
                 ent = [torch.zeros_like(g) for g in glob]  # no pixels to read (precomputed features): alpha adds 0
             rec["flow"] = [dict(f, **{"global": g, "entropy": e})
