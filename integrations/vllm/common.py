@@ -101,26 +101,32 @@ def servable_scorers() -> list[str]:
     return [s.name for s in SCORERS.specs() if why_not_servable(s) is None]
 
 
-def num_kept(num_tokens: int, cfg: PruneConfig) -> int:
-    """Visual tokens kept for an item of ``num_tokens`` tokens — used by the processor (placeholder count) and the
-    model (rows returned), which must agree."""
+def num_kept(num_tokens: int, cfg: PruneConfig, field: str = "keep") -> int:
+    """Visual tokens kept for an item of ``num_tokens`` tokens — counted by the processor (placeholders), whose count
+    the model then returns (``field`` names the setting in the error: the server's ``keep`` or a request's)."""
     if num_tokens <= 0:
         return num_tokens
     k = cfg.stages[0].budget(num_tokens, num_tokens)
     if k > num_tokens:
-        raise ConfigError(f"vLLM plugin: keep={cfg.stages[0].keep!r} asks for {k} tokens but an item has "
+        raise ConfigError(f"vLLM plugin: {field}={cfg.stages[0].keep!r} asks for {k} tokens but an item has "
                           f"{num_tokens}; allowed: 1..{num_tokens} (or a fraction in (0, 1])")
     return k
 
 
-def select(features: torch.Tensor, cfg: PruneConfig,
-           vision: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def select(features: torch.Tensor, cfg: PruneConfig, vision: torch.Tensor | None = None,
+           keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The kept (or merged) rows of one item's ``[n, D]`` features in their original order, and their indices;
-    ``vision``: the item's ``[n]`` vision-tower [CLS] attention (``cls_attention`` scorer)."""
+    ``vision``: the item's ``[n]`` vision-tower [CLS] attention (``cls_attention`` scorer); ``keep``: the count the
+    processor gave the item (a request's budget), else the config's."""
     from ...runtime.items import MediaItem
     from ...runtime.stage import run_stage
+    from .budgets import with_keep
 
     n = features.shape[0]
+    if keep is not None:
+        if not 1 <= keep <= n:
+            raise InternalError(f"the processor gave an item of {n} tokens {keep} placeholders")
+        cfg = with_keep(cfg, keep)
     k = num_kept(n, cfg)
     dev = features.device
     METRICS.record(n, k)

@@ -1,7 +1,7 @@
 """LLaVA-1.5 under vLLM with visual tokens pruned before the LLM, at their original 1-D positions.
 
-The processor emits K placeholders per image (``num_kept`` of the tower's token count) and the model returns exactly
-K embedding rows per image, chosen by tokenprune's scorer/selector/reducer on the projector output. With the
+The processor emits K placeholders per image (``num_kept`` of the tower's token count, with the server's budget or the
+request's — ``budgets.py``) and the model returns exactly K embedding rows per image, chosen by tokenprune's scorer/selector/reducer on the projector output. With the
 ``cls_attention`` scorer (VisionZip) the scores are the tower's [CLS]->patch attention at the feature layer, read from
 that layer's own q/k projection output by a forward hook (no recomputation).
 
@@ -18,12 +18,15 @@ from vllm.model_executor.models.interfaces import SupportsMRoPE
 from vllm.model_executor.models.llava import (LlavaDummyInputsBuilder, LlavaForConditionalGeneration,
                                               LlavaMultiModalProcessor, LlavaProcessingInfo)
 from vllm.multimodal import MULTIMODAL_REGISTRY
+from vllm.multimodal.parse import ImageEmbeddingItems, ImageProcessorItems
+from vllm.multimodal.processing import PromptReplacement
 
 from ...errors import ConfigError, InternalError
 from ...scoring.vision import cls_row_attention
 from .common import config_from_env, num_kept, select
 from .cpu_runner import request_pruning_plumbing
 from .positions import admission_positions, index_channels, kept_positions, split_index
+from .processing import BudgetedProcessor, pop_keeps
 
 
 def dense_image_tokens(config) -> int:
@@ -33,14 +36,33 @@ def dense_image_tokens(config) -> int:
     return n + (config.vision_feature_select_strategy == "full")
 
 
-class TokenpruneLlavaInfo(LlavaProcessingInfo):
-    def get_num_image_tokens(self, *, image_width: int, image_height: int) -> int:
-        n = super().get_num_image_tokens(image_width=image_width, image_height=image_height)
-        cfg = config_from_env()
-        return num_kept(n, cfg) if cfg is not None else n
+class TokenpruneLlavaProcessor(BudgetedProcessor, LlavaMultiModalProcessor):
+    """K placeholders per image (the info's dense count stays the upper bound vLLM sizes its encoder cache by)."""
+
+    def _tp_image_tokens(self, processed, hf_kwargs) -> list[int]:
+        if "pixel_values" not in processed:
+            return []
+        return [dense_image_tokens(self.info.get_hf_config())] * len(processed["pixel_values"])
+
+    def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
+        updates = super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs)
+        if config_from_env() is None:
+            return updates
+        image_id = self.info.get_hf_config().image_token_index
+        dense = dense_image_tokens(self.info.get_hf_config())
+        images = mm_items.get_items("image", (ImageEmbeddingItems, ImageProcessorItems))
+
+        def image(item_idx: int) -> list[int]:
+            if isinstance(images, ImageEmbeddingItems):
+                n = images.get_feature_size(item_idx)
+                cfg = config_from_env()
+                return [image_id] * num_kept(n, cfg)
+            return [image_id] * self._tp_item_keep(out_mm_kwargs, item_idx, dense)
+
+        return [PromptReplacement(modality="image", target=[image_id], replacement=image)]
 
 
-@MULTIMODAL_REGISTRY.register_processor(LlavaMultiModalProcessor, info=TokenpruneLlavaInfo,
+@MULTIMODAL_REGISTRY.register_processor(TokenpruneLlavaProcessor, info=LlavaProcessingInfo,
                                         dummy_inputs=LlavaDummyInputsBuilder)
 class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
     """vLLM's LLaVA whose image embeddings are pruned per image before they reach the LLM."""
@@ -52,7 +74,8 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
         self._tp_config = config_from_env()
         self._tp_cls: list[torch.Tensor] = []
         self._tp_dense = dense_image_tokens(self.config)
-        self._tp_kept = num_kept(self._tp_dense, self._tp_config) if self._tp_config is not None else self._tp_dense
+        if self._tp_config is not None:
+            num_kept(self._tp_dense, self._tp_config)  # a budget above the image's tokens fails at start-up
         if self._tp_config is not None:
             request_pruning_plumbing(self, vllm_config)
         if self._tp_config is not None and "vision_attention" in self._tp_config.stages[0].captures():
@@ -69,11 +92,15 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
 
     def recompute_mrope_positions(self, input_ids, multimodal_embeddings, mrope_positions: torch.Tensor,
                                   num_computed_tokens: int):
-        rows, index = zip(*map(split_index, multimodal_embeddings)) if len(multimodal_embeddings) else ((), ())
+        split = [split_index(mm) for mm in multimodal_embeddings]
+        rows = [r for r, _, _ in split]
         if rows:
+            kept = torch.cat([k for _, _, k in split]).unique()
+            if kept.numel() != 1:  # one request: every image has the request's budget
+                raise InternalError(f"images of one request with different kept counts {kept.tolist()}")
             ids = torch.as_tensor(input_ids)
-            mrope_positions = kept_positions(ids, self.config.image_token_index, torch.cat(index), mrope_positions,
-                                             num_computed_tokens, self._tp_kept, self._tp_dense)
+            mrope_positions = kept_positions(ids, self.config.image_token_index, torch.cat([i for _, i, _ in split]),
+                                             mrope_positions, num_computed_tokens, int(kept), self._tp_dense)
         n = mrope_positions.shape[1]
         delta = int(mrope_positions[0, -1]) + 1 - n if n else 0
         return list(rows), mrope_positions, delta
@@ -106,6 +133,7 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
 
     def embed_multimodal(self, **kwargs: object):
         self._tp_cls.clear()
+        keeps = pop_keeps(kwargs)
         embeds = super().embed_multimodal(**kwargs)
         if self._tp_config is None or (isinstance(embeds, (list, tuple)) and len(embeds) == 0):
             return embeds
@@ -115,10 +143,10 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
                 raise InternalError(f"cls_attention captured {len(self._tp_cls)} images for "
                                    f"{len(embeds)} embeddings (image embeddings passed without the vision tower?)")
             vision = list(self._tp_cls)
+        if keeps is not None and len(keeps) != len(embeds):
+            raise InternalError(f"{len(keeps)} kept counts for {len(embeds)} images")
         out = []
-        for e, v in zip(embeds, vision):  # one [n, D] tensor per image
-            rows, index = select(e, self._tp_config, vision=v)
-            if rows.shape[0] != self._tp_kept:  # vLLM's scatter does not always catch a count mismatch
-                raise InternalError(f"{rows.shape[0]} rows for an image with {self._tp_kept} placeholders")
-            out.append(torch.cat([rows, index_channels(index, rows.dtype)], 1))  # stripped by recompute_...
+        for i, (e, v) in enumerate(zip(embeds, vision)):  # one [n, D] tensor per image
+            rows, index = select(e, self._tp_config, vision=v, keep=None if keeps is None else keeps[i])
+            out.append(torch.cat([rows, index_channels(index, rows.shape[0], rows.dtype)], 1))  # stripped by recompute
         return out

@@ -4,7 +4,8 @@ vLLM numbers a prompt's 1-D positions contiguously, so a pruned image of K place
 token by (n − K) and the kept tokens would lose their place in the image. The plugin therefore runs LLaVA on vLLM's
 multi-channel position path (the one M-RoPE models use; all channels equal here): at admission every text token gets
 its dense position and each image's placeholders a provisional run from the image's dense start; once the image's
-rows are chosen, each kept row carries its index in the image and the placeholders it fills get
+rows are chosen, each kept row carries its index in the image (and the image's kept count, which a request's budget
+may set) and the placeholders it fills get
 ``image start + index`` — as tokenprune's Hugging Face path and the unpruned model place them.
 """
 from __future__ import annotations
@@ -13,19 +14,21 @@ import torch
 
 from ...errors import InternalError
 
-#: the kept token's index travels as two extra channels (index // BASE, index % BASE), exact even in bfloat16
+#: the kept token's index and its image's kept count travel as four extra channels (value // BASE, value % BASE
+#: each), exact even in bfloat16
 BASE = 128
 
 
-def index_channels(index: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``[n, 2]`` columns to append to the kept rows."""
-    return torch.stack([index // BASE, index % BASE], 1).to(dtype)
+def index_channels(index: torch.Tensor, kept: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[n, 4]`` columns to append to the kept rows of an image with ``kept`` placeholders."""
+    k = torch.full_like(index, kept)
+    return torch.stack([index // BASE, index % BASE, k // BASE, k % BASE], 1).to(dtype)
 
 
-def split_index(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The embedding rows without the two index columns, and the indices."""
-    ch = rows[:, -2:].float().round().long()
-    return rows[:, :-2], ch[:, 0] * BASE + ch[:, 1]
+def split_index(rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The embedding rows without the four extra columns, the kept indices and each row's image kept count."""
+    ch = rows[:, -4:].float().round().long()
+    return rows[:, :-4], ch[:, 0] * BASE + ch[:, 1], ch[:, 2] * BASE + ch[:, 3]
 
 
 def admission_positions(num_tokens: int, images: list[tuple[int, int]], dense_len: int) -> tuple[torch.Tensor, int]:

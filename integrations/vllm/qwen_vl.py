@@ -18,9 +18,11 @@ from vllm.multimodal import MULTIMODAL_REGISTRY
 from vllm.multimodal.processing import PromptReplacement
 
 from ...errors import ConfigError
-from .common import config_from_env, num_kept, select
+from .budgets import strip
+from .common import config_from_env, select
 from .cpu_runner import request_pruning_plumbing
 from .positions import mrope_admission_positions, recompute_media_positions
+from .processing import BudgetedProcessor, pop_keeps
 
 
 def media_positions(grid_thw: list[int], merge: int, t_scale: float = 1.0) -> torch.Tensor:
@@ -33,32 +35,37 @@ def media_positions(grid_thw: list[int], merge: int, t_scale: float = 1.0) -> to
     return torch.cat([pos, span], 1)
 
 
-def _prompt_updates(processor, updates, hf_processor_mm_kwargs, out_mm_kwargs):
-    cfg = config_from_env()
-    if cfg is None:
-        return updates
-    info = processor.info
-    merge = info.get_image_processor(**hf_processor_mm_kwargs).merge_size
-    image_id = info.get_tokenizer().get_vocab()[info.get_hf_processor(**hf_processor_mm_kwargs).image_token]
+class _QwenBudgets(BudgetedProcessor):
+    """K placeholders per image, K counted by the processor from the image's grid (server or request budget)."""
 
-    def image(item_idx: int) -> list[int]:
-        grid = out_mm_kwargs["image"][item_idx]["image_grid_thw"].data
-        return [image_id] * num_kept(int(grid.prod()) // merge**2, cfg)
+    def _tp_image_tokens(self, processed, hf_kwargs) -> list[int]:
+        if "image_grid_thw" not in processed:
+            return []
+        merge = self.info.get_image_processor(**hf_kwargs).merge_size
+        return [int(g.prod()) // merge**2 for g in processed["image_grid_thw"]]
 
-    keep = [u for u in updates if u.modality != "image"]
-    return [PromptReplacement(modality="image", target=[image_id], replacement=image), *keep]
-
-
-class TokenpruneQwen2VLProcessor(Qwen2VLMultiModalProcessor):
     def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
-        return _prompt_updates(self, super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs),
-                               hf_processor_mm_kwargs, out_mm_kwargs)
+        updates = super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs)
+        if config_from_env() is None:
+            return updates
+        kwargs = strip(hf_processor_mm_kwargs)
+        merge = self.info.get_image_processor(**kwargs).merge_size
+        image_id = self.info.get_tokenizer().get_vocab()[self.info.get_hf_processor(**kwargs).image_token]
+
+        def image(item_idx: int) -> list[int]:
+            grid = out_mm_kwargs["image"][item_idx]["image_grid_thw"].data
+            return [image_id] * self._tp_item_keep(out_mm_kwargs, item_idx, int(grid.prod()) // merge**2)
+
+        keep = [u for u in updates if u.modality != "image"]
+        return [PromptReplacement(modality="image", target=[image_id], replacement=image), *keep]
 
 
-class TokenpruneQwen2_5_VLProcessor(Qwen2_5_VLMultiModalProcessor):
-    def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
-        return _prompt_updates(self, super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs),
-                               hf_processor_mm_kwargs, out_mm_kwargs)
+class TokenpruneQwen2VLProcessor(_QwenBudgets, Qwen2VLMultiModalProcessor):
+    pass
+
+
+class TokenpruneQwen2_5_VLProcessor(_QwenBudgets, Qwen2_5_VLMultiModalProcessor):
+    pass
 
 
 class _PrunedMedia:
@@ -104,9 +111,11 @@ class _PrunedMedia:
     def embed_multimodal(self, **kwargs: object):
         if self._tp_config is None:
             return super().embed_multimodal(**kwargs)
+        keeps = pop_keeps(kwargs)
         inputs = self._parse_and_validate_multimodal_inputs(**kwargs)
         merge = self.visual.spatial_merge_size
         out: list[torch.Tensor] = []
+        images_seen = 0
         for modality, inp in inputs.items():
             image = modality.startswith("image")
             embeds = self._process_image_input(inp) if image else self._process_video_input(inp)
@@ -114,7 +123,8 @@ class _PrunedMedia:
             for i, (e, g) in enumerate(zip(embeds, grids)):
                 pos = media_positions(g, merge, 1.0 if image else self._tp_video_scale(inp, i)).to(e.device)
                 if image:
-                    e, index = select(e, self._tp_config)
+                    e, index = select(e, self._tp_config, keep=None if keeps is None else keeps[images_seen])
+                    images_seen += 1
                     pos = pos[index]
                 out.append(torch.cat([e, pos.to(e.dtype)], 1))
         return tuple(out)

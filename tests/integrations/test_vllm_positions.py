@@ -38,9 +38,9 @@ def dense_reference(ids: list[int], kept_index: list[list[int]], dense: int) -> 
 
 def test_index_channels_round_trip_in_bfloat16():
     index = torch.tensor([0, 1, 127, 128, 300, 575, 2879])
-    rows = torch.cat([torch.randn(7, 4), index_channels(index, torch.float32)], 1).to(torch.bfloat16)
-    emb, back = split_index(rows)
-    assert emb.shape == (7, 4) and back.tolist() == index.tolist()
+    rows = torch.cat([torch.randn(7, 4), index_channels(index, 2880, torch.float32)], 1).to(torch.bfloat16)
+    emb, back, kept = split_index(rows)
+    assert emb.shape == (7, 4) and back.tolist() == index.tolist() and kept.tolist() == [2880] * 7
 
 
 def test_admission_then_kept_rows_give_dense_positions():

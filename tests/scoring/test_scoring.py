@@ -40,6 +40,33 @@ def test_attention_scorer_equals_eager_attention_weights(family, layer, use_cach
     torch.testing.assert_close(scores * view.visual_mask, expect, atol=1e-5, rtol=1e-4)
 
 
+@SCORERS.register("_capture_visual_keys", options=[QUERY_OPTION], captures={"lm_attention"})
+def _capture_vk(view: TokenView, *, query: str = "last") -> torch.Tensor:
+    s = view.attention(query, keys="visual")
+    CAPTURED["scores"], CAPTURED["view"] = s, view
+    return s
+
+
+@pytest.mark.parametrize("family", ["llava", "qwen2_vl"])
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_visual_keys_softmax_equals_renormalised_eager_attention(family, use_cache):
+    """``keys="visual"`` (AngelSlim's FastV variant): per head, the last token's eager attention restricted to the
+    row's visual keys and renormalised over them (a softmax over a subset of keys), then the mean over heads."""
+    model = tiny(family, "eager")
+    inputs = batch(family, model)
+    att = model(**inputs, output_attentions=True).attentions[0][:, :, -1, :]  # [B, H, n] layer 0, last token
+    with tp.pruned(model, PruneConfig([Stage(1, keep=0.5, scorer="_capture_visual_keys")])):
+        model(**inputs, use_cache=use_cache)
+    view, scores = CAPTURED["view"], CAPTURED["scores"]
+    for r in range(att.shape[0]):
+        idx = view.visual_index[r][view.visual_mask[r]]
+        per_head = att[r][:, idx]
+        expect = (per_head / per_head.sum(-1, keepdim=True)).mean(0)
+        torch.testing.assert_close(scores[r][view.visual_mask[r]], expect, atol=1e-5, rtol=1e-4)
+    assert not torch.allclose(scores * view.visual_mask, torch.gather(att.mean(1), 1, view.visual_index)
+                              * view.visual_mask)  # not FastV's softmax over every key
+
+
 def test_uniform_scores_give_even_stride():
     v, k = 16, 4
     view = TokenView(hidden=torch.zeros(1, v, 2), visual_index=torch.arange(v)[None], visual_mask=torch.ones(1, v, dtype=torch.bool),

@@ -28,13 +28,16 @@ def shapes_dirs(tmp_path_factory):
 
 
 def run_vllm(model_dir, config, questions: int = 4, max_tokens: int = 4, timeout: int = 400,
-             kind: str = "shapes", chunk: int = 0, twice: bool = False, sequential: bool = False) -> dict:
+             kind: str = "shapes", chunk: int = 0, twice: bool = False, sequential: bool = False,
+             budgets: list | None = None) -> dict:
     """Runs ``tests/vllm/runner.py`` with ``TOKENPRUNE_VLLM_CONFIG=config`` (a dict, or a preset name; None: plugin
     off); ``chunk``: chunked prefill with that many tokens per step; ``twice``: a second pass over the same prompts
-    (prefix-cache hits), reported under ``result["again"]``."""
+    (prefix-cache hits), reported under ``result["again"]``; ``budgets``: per-request budgets, the prompts once per
+    entry (``runner.py``)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1",
            "TOKENPRUNE_TEST_CHUNK": str(chunk), "TOKENPRUNE_TEST_TWICE": "1" if twice else "0",
-           "TOKENPRUNE_TEST_SEQUENTIAL": "1" if sequential else "0"}
+           "TOKENPRUNE_TEST_SEQUENTIAL": "1" if sequential else "0",
+           "TOKENPRUNE_TEST_BUDGETS": json.dumps(budgets if budgets is not None else [None])}
     env.pop("TOKENPRUNE_VLLM_CONFIG", None)
     if config is not None:
         env["TOKENPRUNE_VLLM_CONFIG"] = config if isinstance(config, str) else json.dumps(config)
@@ -76,3 +79,8 @@ def same_as_hf(result: dict, hf: tuple) -> None:
     tokens, logprobs = hf
     assert result["tokens"] == tokens
     assert torch.allclose(torch.tensor(sum(result["logprobs"], [])), torch.tensor(sum(logprobs, [])), atol=1e-4)
+
+
+def part(result: dict, i: int, n: int) -> dict:
+    """The ``i``-th block of ``n`` requests of a run with per-request budgets."""
+    return {k: result[k][i * n:(i + 1) * n] for k in ("prompt_tokens", "tokens", "logprobs")}

@@ -7,6 +7,8 @@ with 32 more words after the image; ``qwen_sweep``: ``<|vision_start|>`` at N su
 other images). ``TOKENPRUNE_TEST_SEQUENTIAL=1``: one request at a time.
 ``TOKENPRUNE_TEST_CHUNK=N``: chunked prefill, N tokens per step. ``TOKENPRUNE_TEST_TWICE=1``: generate the same
 prompts a second time in the same engine (prefix-cache hits) and report that run as well.
+``TOKENPRUNE_TEST_BUDGETS='[null, {"keep": 16}]'``: the prompts once per entry, each request with
+``mm_processor_kwargs={"tokenprune": entry}`` (null: none), all in one ``generate`` call (concurrent).
 """
 import json
 import os
@@ -41,6 +43,9 @@ def main() -> None:
         prompts = [{"prompt": M.prompt(proc, e.qa.question), "multi_modal_data": {"image": e.image()}}
                    for e in examples("test", n)]
         extra = {}
+    budgets = json.loads(os.environ.get("TOKENPRUNE_TEST_BUDGETS", "[null]"))
+    prompts = [{**p, **({"mm_processor_kwargs": {"tokenprune": b}} if b is not None else {})}
+               for b in budgets for p in prompts]
     chunk = int(os.environ.get("TOKENPRUNE_TEST_CHUNK", "0"))
     if chunk:  # prefill in chunks of this many tokens: an image's rows and the text after it land in later steps
         extra.update(enable_chunked_prefill=True, max_num_batched_tokens=chunk)

@@ -6,11 +6,19 @@ import torch
 
 from tokenprune import PruneConfig
 
-from .conftest import hf_generate, run_vllm, same_as_hf
+from .conftest import hf_generate, part, run_vllm, same_as_hf
 
 pytestmark = pytest.mark.vllm
 
 CFG = {"stages": [{"at": "pre_llm", "keep": 64, "scorer": "norm", "selector": "maxmin"}]}
+
+
+@pytest.fixture(scope="module")
+def stock(shapes_dirs):
+    """Stock vLLM (plugin off) on the four test questions: one engine run shared by the tests that compare with it."""
+    res = run_vllm(shapes_dirs[1], None)
+    assert res["rc"] == 0, res["stderr"]
+    return res["result"]
 
 
 def hf_greedy(model_dir, config, n=4, max_tokens=4, pairs=None):
@@ -44,14 +52,22 @@ def test_image_at_every_chunk_and_cache_offset(shapes_dirs):
     same_as_hf(res["result"]["again"], hf_greedy(hf_dir, CFG, pairs=sweep_pairs(32, start=32)))
 
 
-def test_pruned_prompt_tokens_and_same_answers_as_hf(shapes_dirs):
+def test_pruned_prompt_tokens_and_per_request_budgets_match_hf(shapes_dirs, stock):
+    """One engine (server budget 64) answering, concurrently, the questions with no request budget, with
+    ``{"keep": 16}`` and with ``{"keep": 1.0}``: each request's prompt shrinks by its own budget and its tokens and
+    log-probabilities equal the HF path's with that budget (keep 1.0: the dense model's, and stock vLLM's tokens)."""
     hf_dir, vllm_dir = shapes_dirs
-    dense = run_vllm(vllm_dir, None)
-    pruned = run_vllm(vllm_dir, CFG)
-    assert dense["rc"] == 0 and pruned["rc"] == 0, pruned["stderr"]
-    assert [d - p for d, p in zip(dense["result"]["prompt_tokens"], pruned["result"]["prompt_tokens"])] == [512] * 4
-    same_as_hf(pruned["result"], hf_greedy(hf_dir, CFG))
-    same_as_hf(dense["result"], hf_greedy(hf_dir, None))
+    res = run_vllm(vllm_dir, CFG, budgets=[None, {"keep": 16}, {"keep": 1.0}])
+    assert res["rc"] == 0, res["stderr"]
+    default, small, full = (part(res["result"], i, 4) for i in range(3))
+    assert [d - p for d, p in zip(stock["prompt_tokens"], default["prompt_tokens"])] == [512] * 4
+    assert [d - p for d, p in zip(stock["prompt_tokens"], small["prompt_tokens"])] == [560] * 4
+    assert full["prompt_tokens"] == stock["prompt_tokens"] and full["tokens"] == stock["tokens"]
+    same_as_hf(default, hf_greedy(hf_dir, CFG))
+    same_as_hf(small, hf_greedy(hf_dir, {"stages": [{**CFG["stages"][0], "keep": 16}]}))
+    dense = hf_greedy(hf_dir, None)
+    same_as_hf(full, dense)
+    same_as_hf(stock, dense)
 
 
 def test_chunked_prefill_and_prefix_cache_keep_positions(shapes_dirs):
@@ -75,24 +91,22 @@ def test_chunked_prefill_and_prefix_cache_keep_positions(shapes_dirs):
     same_as_hf(res["result"]["again"], hf)
 
 
-def test_visionzip_preset_serves_like_hf(shapes_dirs):
+def test_visionzip_preset_serves_like_hf(shapes_dirs, stock):
     """VisionZip ([CLS] attention of the tower's feature layer, dominant + merged contextual tokens) inside vLLM: 64
     placeholders per image and the same greedy tokens and log-probabilities as tokenprune's HF path with the preset
     (merged tokens sit at their kept token's position)."""
     hf_dir, vllm_dir = shapes_dirs
     res = run_vllm(vllm_dir, "visionzip")
     assert res["rc"] == 0, res["stderr"]
-    assert [p - 64 for p in res["result"]["prompt_tokens"]] == [p - 576 for p in run_vllm(vllm_dir, None)["result"]
-                                                                 ["prompt_tokens"]]
+    assert [p - 64 for p in res["result"]["prompt_tokens"]] == [p - 576 for p in stock["prompt_tokens"]]
     cfg = PruneConfig.from_preset("visionzip").to_dict()
     same_as_hf(res["result"], hf_greedy(hf_dir, cfg))
 
 
-def test_keep_all_equals_stock_vllm(shapes_dirs):
+def test_keep_all_equals_stock_vllm(shapes_dirs, stock):
     _, vllm_dir = shapes_dirs
-    stock = run_vllm(vllm_dir, None)
     keep_all = run_vllm(vllm_dir, {"stages": [{"at": "pre_llm", "keep": 1.0, "scorer": "norm"}]})
-    assert keep_all["rc"] == 0 and keep_all["result"] == stock["result"]
+    assert keep_all["rc"] == 0 and keep_all["result"] == stock
 
 
 @pytest.mark.parametrize("config, message", [

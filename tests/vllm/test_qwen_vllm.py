@@ -4,7 +4,7 @@ tokenprune's Hugging Face path — and keep-all equal to stock vLLM."""
 import pytest
 import torch
 
-from .conftest import hf_generate, run_vllm, same_as_hf
+from .conftest import hf_generate, part, run_vllm, same_as_hf
 from .qwen_inputs import prompts, save_model, sweep_prompts
 
 pytestmark = pytest.mark.vllm
@@ -15,6 +15,14 @@ CFG = {"stages": [{"at": "pre_llm", "keep": 0.5, "scorer": "norm", "selector": "
 @pytest.fixture(scope="module", params=FAMILIES)
 def qwen_dir(request, tmp_path_factory):
     return save_model(request.param, tmp_path_factory.mktemp(request.param))
+
+
+@pytest.fixture(scope="module")
+def stock(qwen_dir):
+    """Stock vLLM (plugin off) on the four prompts, shared by the tests that compare with it."""
+    res = run_vllm(qwen_dir, None, kind="qwen")
+    assert res["rc"] == 0, res["stderr"]
+    return res["result"]
 
 
 def hf_greedy(model_dir, config, n=4, max_tokens=4, long=False, pairs=None):
@@ -46,35 +54,36 @@ def test_vision_start_at_every_prefix_cache_offset(qwen_dir):
     same_as_hf(again, hf_greedy(qwen_dir, CFG, pairs=sweep_prompts(32, seed=1)))
 
 
-def test_pruned_prompt_tokens_and_same_answers_as_hf(qwen_dir):
-    dense = run_vllm(qwen_dir, None, kind="qwen")
-    pruned = run_vllm(qwen_dir, CFG, kind="qwen")
-    assert dense["rc"] == 0 and pruned["rc"] == 0, pruned["stderr"] + dense["stderr"]
-    # images of 16, 12 and 8 LLM tokens keep half; a text-only prompt passes
-    assert [d - p for d, p in zip(dense["result"]["prompt_tokens"], pruned["result"]["prompt_tokens"])] == [8, 6, 0, 4]
-    for res, cfg in ((dense, None), (pruned, CFG)):
-        same_as_hf(res["result"], hf_greedy(qwen_dir, cfg))  # a wrong M-RoPE position would move the log-probs
+def test_pruned_prompt_tokens_and_per_request_budgets_match_hf(qwen_dir, stock):
+    """One engine (server budget: half of each image) answering, concurrently, the prompts with no request budget,
+    with ``{"keep": 2}`` and with ``{"keep": 1.0}``: each prompt shrinks by its own budget (images of 16, 12 and 8
+    LLM tokens; a text-only prompt passes) and its tokens and log-probabilities equal the HF path's with that budget
+    (a wrong M-RoPE position would move them)."""
+    res = run_vllm(qwen_dir, CFG, kind="qwen", budgets=[None, {"keep": 2}, {"keep": 1.0}])
+    assert res["rc"] == 0, res["stderr"]
+    default, two, full = (part(res["result"], i, 4) for i in range(3))
+    assert [d - p for d, p in zip(stock["prompt_tokens"], default["prompt_tokens"])] == [8, 6, 0, 4]
+    assert [d - p for d, p in zip(stock["prompt_tokens"], two["prompt_tokens"])] == [14, 10, 0, 6]
+    assert full["prompt_tokens"] == stock["prompt_tokens"] and full["tokens"] == stock["tokens"]
+    same_as_hf(default, hf_greedy(qwen_dir, CFG))
+    same_as_hf(two, hf_greedy(qwen_dir, {"stages": [{**CFG["stages"][0], "keep": 2}]}))
+    dense = hf_greedy(qwen_dir, None)
+    same_as_hf(full, dense)
+    same_as_hf(stock, dense)
 
 
-def test_keep_all_equals_stock_vllm(qwen_dir):
-    stock = run_vllm(qwen_dir, None, kind="qwen")
+def test_keep_all_equals_stock_vllm(qwen_dir, stock):
     keep_all = run_vllm(qwen_dir, {"stages": [{"at": "pre_llm", "keep": 1.0, "scorer": "norm"}]}, kind="qwen")
     assert keep_all["rc"] == 0, keep_all["stderr"]
-    assert keep_all["result"] == stock["result"]
+    assert keep_all["result"] == stock
 
 
-def test_chunked_prefill_keeps_positions(qwen_dir):
-    """Prefill in 5-token chunks: the kept image rows and the text after them arrive in later steps than the image
-    starts, so their M-RoPE positions come from vLLM's recompute — the answers must still equal the HF path's."""
-    res = run_vllm(qwen_dir, CFG, kind="qwen", chunk=5)
-    assert res["rc"] == 0, res["stderr"]
-    same_as_hf(res["result"], hf_greedy(qwen_dir, CFG))
-
-
-def test_prefix_cache_hits_keep_positions(qwen_dir):
-    """The same prompts twice in one engine: on the second pass the prefix cache holds each whole (pruned) image, so
-    the encoder does not run and the text after the image is placed by the admission positions alone."""
-    res = run_vllm(qwen_dir, CFG, kind="qwen_long", twice=True)
+def test_chunked_prefill_and_prefix_cache_keep_positions(qwen_dir):
+    """Prefill in 5-token chunks (the kept image rows and the text after them arrive in later steps than the image
+    starts, so their M-RoPE positions come from vLLM's recompute), then the same prompts again in the same engine:
+    the prefix cache holds each whole (pruned) image, the encoder does not run and the text after the image is
+    placed by the admission positions alone. The HF path's tokens and log-probabilities both times."""
+    res = run_vllm(qwen_dir, CFG, kind="qwen_long", chunk=5, twice=True)
     assert res["rc"] == 0, res["stderr"]
     again = res["result"]["again"]
     assert min(again["cached_tokens"]) >= 32

@@ -16,10 +16,12 @@ def last_valid(valid: torch.Tensor) -> torch.Tensor:
 
 
 def layer_attention(adapter: Any, cache: Any, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor],
-                    hidden: torch.Tensor, view: TokenView, query: str) -> torch.Tensor:
+                    hidden: torch.Tensor, view: TokenView, query: str, keys: str = "all") -> torch.Tensor:
     """``[B, V]`` attention of ``layer`` (whose input was ``hidden``) from the chosen queries to the visual tokens,
     mean over heads and queries. Keys come from that layer's KV cache when it holds exactly this sequence (no
-    recomputation). ``query="last"``: the last valid token; ``"text"``: every text token that can see the key."""
+    recomputation). ``query="last"``: the last valid token; ``"text"``: every text token that can see the key.
+    ``keys="visual"``: each head's softmax runs over the visual keys only (every head then weighs the image
+    equally, whatever it pays to text or sink tokens); ``"all"``: over every key the query sees."""
     valid = view.valid
     b, n = valid.shape
     if query == "last":
@@ -30,18 +32,22 @@ def layer_attention(adapter: Any, cache: Any, layer: int, cos_sin: tuple[torch.T
         q_index, q_ok = compaction_index(after, left=False)
     else:
         q_index, q_ok = compaction_index(view.text_mask, left=False)
-    keys = None
+    cached = None
     cache_layers = getattr(cache, "layers", None)
     if cache_layers is not None and layer < len(cache_layers):
         k = getattr(cache_layers[layer], "keys", None)
         if isinstance(k, torch.Tensor) and k.shape[0] == b and k.shape[-2] == n:
-            keys = k
+            cached = k
     with torch.no_grad():
-        q, k = adapter.query_key(layer, hidden, q_index, *cos_sin, keys=keys)
+        q, k = adapter.query_key(layer, hidden, q_index, *cos_sin, keys=cached)
         logits = torch.matmul(q.float(), k.float().transpose(-1, -2))  # [B, H, Q, n]
         positions = torch.arange(n, device=valid.device)
         allowed = valid[:, None, :] & (positions[None, None, :] <= q_index[:, :, None])  # [B, Q, n]
         allowed = allowed & q_ok[:, :, None]  # padded query slots (rows with fewer text tokens) see nothing
+        if keys == "visual":
+            is_vis = torch.zeros(b, n + 1, dtype=torch.bool, device=valid.device)  # column n: padded visual slots
+            is_vis.scatter_(1, torch.where(view.visual_mask, view.visual_index, n), True)
+            allowed = allowed & is_vis[:, None, :n]
         allowed[..., 0] |= ~allowed.any(-1)  # ... and get a dummy key, so their softmax is finite (then unused)
         probs = logits.masked_fill(~allowed[:, None], float("-inf")).softmax(-1)  # [B, H, Q, n]
         if query == "prior":

@@ -158,8 +158,8 @@ class Prefill:
         return st.cache_ref() if st.cache_ref is not None else None
 
     def _attention(self, layer: int, cos_sin: tuple[torch.Tensor, torch.Tensor], hidden: torch.Tensor,
-                   view: TokenView, query: str) -> torch.Tensor:
+                   view: TokenView, query: str, keys: str = "all") -> torch.Tensor:
         cache = self._cache_of(self.local.state) if self.local.state is not None else None
         cos_sin = cos_sin() if callable(cos_sin) else cos_sin
-        return layer_attention(self.adapter, cache, layer, cos_sin, hidden, view, query)
+        return layer_attention(self.adapter, cache, layer, cos_sin, hidden, view, query, keys)
 

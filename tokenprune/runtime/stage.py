@@ -40,7 +40,7 @@ def budgets(stage: Stage, images: list[list[MediaItem]]) -> list[list[int]]:
 
 def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[MediaItem]], ks: list[list[int]],
                layer: int | None, generator: torch.Generator,
-               attention_fn: Callable[[TokenView, str], torch.Tensor] | None) -> TokenView:
+               attention_fn: Callable[[TokenView, str, str], torch.Tensor] | None) -> TokenView:
     b = hidden.shape[0]
     vmax = max((sum(im.pos.numel() for im in row) for row in images), default=0)
     dev = hidden.device
@@ -75,13 +75,13 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
                      budget=bud, valid=valid, layer=layer, generator=generator, _vision_attention=vis_att,
                      frame=frame, cell=cell, grid_hw=hw, _padding=pad, _flow=flow)
     if attention_fn is not None:
-        view._attention_fn = lambda query: attention_fn(view, query)
+        view._attention_fn = lambda query, keys="all": attention_fn(view, query, keys)
     return view
 
 
 def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: list[list[MediaItem]],
               layer: int | None, generator: torch.Generator,
-              attention_fn: Callable[[TokenView, str], torch.Tensor] | None,
+              attention_fn: Callable[[TokenView, str, str], torch.Tensor] | None,
               frozen: StageResult | None = None) -> StageResult | None:
     """Selects each image's kept tokens; ``None`` when every image keeps all its tokens (identity).
 

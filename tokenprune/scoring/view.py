@@ -36,7 +36,7 @@ class TokenView:
     frame: torch.Tensor | None = None
     cell: torch.Tensor | None = None
     grid_hw: torch.Tensor | None = None  # [B, V, 2] rows and columns of the token's item grid (0, 0: no grid)
-    _attention_fn: Callable[[str], torch.Tensor] | None = None
+    _attention_fn: Callable[[str, str], torch.Tensor] | None = None
     _vision_attention: torch.Tensor | None = None
     _padding: torch.Tensor | None = None
     _flow: dict = field(default_factory=dict)  # (row, item) -> flowcut's per-layer statistics of its live tokens
@@ -70,17 +70,18 @@ class TokenView:
             for j in self.item_id[r][self.visual_mask[r]].unique().tolist():
                 yield r, self.visual_mask[r] & (self.item_id[r] == j)
 
-    def attention(self, query: str = "last") -> torch.Tensor:
-        """``[B, V]`` text->visual attention at this stage's layer (mean over heads and query tokens).
+    def attention(self, query: str = "last", keys: str = "all") -> torch.Tensor:
+        """``[B, V]`` text->visual attention at this stage's layer (mean over heads and query tokens); ``keys``:
+        the softmax over every key the query sees (``"all"``) or over the visual keys only (``"visual"``).
 
         Computed from the layer's own q/k projections and rotary embedding, so SDPA/FlashAttention stay on.
         """
-        key = f"attention:{query}"
+        key = f"attention:{query}:{keys}"
         if key not in self._cache:
             if self._attention_fn is None:
                 raise InternalError("attention is not available at this stage: the scorer must declare "
                                     "captures={'lm_attention'} in its spec")
-            self._cache[key] = self._attention_fn(query)
+            self._cache[key] = self._attention_fn(query, keys)
         return self._cache[key]
 
     def vision_attention(self) -> torch.Tensor:
