@@ -14,6 +14,13 @@ def architectures() -> dict[str, str]:
     return {arch: target for a in ADAPTERS.values() for arch, target in a.vllm_models.items()}
 
 
+def refusals() -> dict[str, str]:
+    """vLLM architecture -> why the plugin cannot prune it, from the family table."""
+    from ...adapters import ADAPTERS
+
+    return {arch: why for a in ADAPTERS.values() for arch, why in a.vllm_refused.items()}
+
+
 def register() -> None:
     from .common import config_from_env
 
@@ -24,11 +31,34 @@ def register() -> None:
     for arch, target in architectures().items():
         ModelRegistry.register_model(arch, target)  # idempotent: re-registering the same target is harmless
     from vllm.model_executor.models.config import MODELS_CONFIG_MAP
+    from vllm.model_executor.models.registry import _MULTIMODAL_MODELS
 
     MODELS_CONFIG_MAP["LlavaForConditionalGeneration"] = _llava_positions_config()  # per-token positions for LLaVA
+    served, known = architectures(), refusals()
+    for arch in set(_MULTIMODAL_MODELS) - set(served):  # any other multimodal model: refused, never served unpruned
+        MODELS_CONFIG_MAP[arch] = _refusal_config(arch, known.get(arch), sorted(served))
     from .cpu_runner import enable_mm_pruning_on_cpu
 
     enable_mm_pruning_on_cpu()  # positions after pruning (Qwen-VL M-RoPE, LLaVA 1-D), on vLLM-CPU
+
+
+def _refusal_config(arch: str, reason: str | None, served: list[str]) -> type:
+    from vllm.model_executor.models.config import VerifyAndUpdateConfig
+
+    from ...errors import ConfigError
+
+    class RefuseUnpruned(VerifyAndUpdateConfig):
+        """Fails the engine's start-up, while it builds the model config, for a multimodal architecture the plugin
+        does not prune — so that a set ``TOKENPRUNE_VLLM_CONFIG`` never serves a model silently unpruned."""
+
+        @staticmethod
+        def verify_and_update_model_config(model_config) -> None:
+            why = reason or "tokenprune has no vLLM model for it"
+            raise ConfigError(f"vLLM plugin: TOKENPRUNE_VLLM_CONFIG is set but {arch} cannot be pruned under vLLM: "
+                              f"{why}. Served: {', '.join(served)}. Unset TOKENPRUNE_VLLM_CONFIG to serve it "
+                              f"unpruned, or prune it with tokenprune on transformers (tp.apply).")
+
+    return RefuseUnpruned
 
 
 def _llava_positions_config() -> type:

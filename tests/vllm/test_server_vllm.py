@@ -21,7 +21,7 @@ import pytest
 
 from .conftest import HERE  # noqa: F401  (the package's conftest skips without vllm)
 
-pytestmark = pytest.mark.vllm
+pytestmark = [pytest.mark.vllm, pytest.mark.xdist_group("server")]  # one server per worker
 CFG = {"stages": [{"at": "pre_llm", "keep": 64, "scorer": "norm", "selector": "maxmin"}]}
 SOAK_REQUESTS = int(os.environ.get("TOKENPRUNE_SOAK_REQUESTS", "192"))
 RSS_GROWTH_MB = 300  # growth of the server's process tree allowed between the warm-up and the end of the soak

@@ -64,6 +64,8 @@ class Adapter:
     modalities: ClassVar[tuple[str, ...]] = ("image",)
     #: vLLM architecture name -> ``module:Class`` of the plugin's model for it (empty: not served by the plugin)
     vllm_models: ClassVar[dict[str, str]] = {}
+    #: vLLM architecture -> why the plugin cannot prune it (the engine refuses to start with the plugin on)
+    vllm_refused: ClassVar[dict[str, str]] = {}
     #: weight pruning: whether a stock config can express pruned query heads (an explicit ``head_dim`` the family's
     #: attention honours; Qwen2-VL/2.5-VL derive head_dim from hidden_size / num_heads and assert it)
     stock_heads: ClassVar[bool] = True

@@ -14,6 +14,8 @@ from .base import Adapter, register
 class LlavaNextAdapter(Adapter):
     model_types = ("llava_next",)
     hf_class = "LlavaNextForConditionalGeneration"
+    vllm_refused = {"LlavaNextForConditionalGeneration": "its anyres tiles and image-newline tokens need per-tile "
+                    "budgets in vLLM's processor and the kept tiles' 2-D layout in the model; not built yet"}
 
     @staticmethod
     def tiny_config(text: dict[str, Any], ids: dict[str, int]) -> Any:

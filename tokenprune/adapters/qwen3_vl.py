@@ -20,6 +20,8 @@ class Qwen3VLAdapter(Qwen2VLAdapter):
     model_types = ("qwen3_vl",)
     hf_class = "Qwen3VLForConditionalGeneration"
     vllm_models: dict[str, str] = {}
+    vllm_refused = {"Qwen3VLForConditionalGeneration": "its DeepStack features (added to the first LM layers at the "
+                    "visual positions) would have to follow the kept tokens inside vLLM's model; not built yet"}
     stock_heads = True
 
     @staticmethod
