@@ -58,9 +58,9 @@ def _vflowopt_stages(n: int, keeps: list[float]) -> list[dict[str, Any]]:
 _LIST = [
     Preset("fastv", "FastV (Chen et al., ECCV 2024): prune at LM layer 2 by layer 1's last-token attention, keep 25%",
            _one(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop")),
-    Preset("fastv-vk", "FastV with each head's softmax over the visual keys only (AngelSlim's FastV variant): layer 0's "
-           "last-token attention, prune after layer 0, keep 25%",
-           _one(at=1, keep=0.25, scorer="attention", selector="topk", reducer="drop", keys="visual")),
+    Preset("fastv-vk", "FastV with each head's softmax over the visual keys only (AngelSlim's FastV variant): prune at "
+           "LM layer 2 by layer 1's last-token attention, keep 25%",
+           _one(at=2, keep=0.25, scorer="attention", selector="topk", reducer="drop", keys="visual")),
     Preset("debiased-fastv", "FastV with Attention Debiasing: position trend fitted and divided out per image, "
            "padding and sink tokens excluded, layer 2, keep 25%",
            _one(at=2, keep=0.25, scorer="debiased_attention", selector="topk", reducer="drop")),
