@@ -35,15 +35,18 @@ def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tenso
     imp = torch.where(valid, (s - smin) / (smax - smin).clamp(min=1e-12), torch.zeros_like(s))
     lam_t = torch.as_tensor(lam, dtype=torch.float32, device=dev).expand(n).unsqueeze(1)
     # DivPrune's first pick (used where lam == 0): the token whose nearest valid neighbour is farthest
-    others = sim.masked_fill(~valid[:, None, :] | torch.eye(v, dtype=torch.bool, device=dev), float("-inf"))
-    nearest = (1.0 - others.amax(2)).masked_fill(~valid, float("-inf"))
+    diag = sim.diagonal(dim1=1, dim2=2)
+    diag.fill_(float("-inf"))
+    sim.masked_fill_(~valid[:, None, :], float("-inf"))
+    nearest = (1.0 - sim.amax(2)).masked_fill(~valid, float("-inf"))
     first_diverse = nearest.argmax(1)
-    del others
     # the objective lam·imp − (1 − lam)·max_{s∈S} sim(·, s) is the minimum over the picks of each pick's row of
-    # ``cand = a − b·sim`` (a − b·x falls as x grows, and rounding keeps the order): four tensor ops per greedy step
+    # ``cand = a − b·sim`` (a − b·x falls as x grows, and rounding keeps the order). A pick's own entry and invalid
+    # tokens are -inf in every row, so the running minimum drops a pick by itself: three tensor ops per greedy step
     a = lam_t * imp
-    cand = sim.mul_((1.0 - lam_t)[:, :, None]).neg_().add_(a[:, None, :])  # in place: no second V x V buffer
-    cand.masked_fill_(~valid[:, None, :], float("-inf"))
+    cand = sim.mul_((lam_t - 1.0)[:, :, None]).add_(a[:, None, :])  # in place: no second V x V buffer
+    cand.masked_fill_(~valid[:, None, :], float("-inf"))  # (-inf · −b is +inf, or nan where b = 0)
+    diag.fill_(float("-inf"))
     obj = a.masked_fill(~valid, float("-inf"))
     rows = torch.arange(n, device=dev)
     picks = []
@@ -53,8 +56,7 @@ def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tenso
             i = torch.where(lam_t[:, 0] == 0, first_diverse, i)
         picks.append(i)
         row = cand[rows, i]
-        obj = row if step == 0 else torch.minimum(obj, row)
-        obj[rows, i] = float("-inf")  # invalid tokens are -inf in every row of cand
+        obj = row if step == 0 else torch.minimum(obj, row, out=obj)
     p = torch.stack(picks, 1)
     return [p[j, :ks[j]].sort().values for j in range(n)]
 
