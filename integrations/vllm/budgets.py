@@ -16,8 +16,9 @@ from ...errors import ConfigError
 
 #: the key of a request's ``mm_processor_kwargs`` that tokenprune reads (never passed to the HF processor)
 KEY = "tokenprune"
-#: the per-image processed-input field holding the kept-token count
-FIELD = "tokenprune_keep"
+#: the per-item processed-input field holding the kept-token count, per modality
+FIELDS = {"image": "tokenprune_keep", "video": "tokenprune_keep_video"}
+FIELD = FIELDS["image"]
 #: what a request may set
 ALLOWED = ("keep",)
 _WHERE = f"mm_processor_kwargs.{KEY}"

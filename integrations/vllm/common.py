@@ -114,10 +114,12 @@ def num_kept(num_tokens: int, cfg: PruneConfig, field: str = "keep") -> int:
 
 
 def select(features: torch.Tensor, cfg: PruneConfig, vision: torch.Tensor | None = None,
-           keep: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+           keep: int | None = None, modality: str = "image",
+           grid: tuple[int, int, int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The kept (or merged) rows of one item's ``[n, D]`` features in their original order, and their indices;
     ``vision``: the item's ``[n]`` vision-tower [CLS] attention (``cls_attention`` scorer); ``keep``: the count the
-    processor gave the item (a request's budget), else the config's."""
+    processor gave the item (a request's budget), else the config's; ``grid``: the item's ``(t, h, w)`` LLM-token
+    grid (frames and cells for video scorers), as the HF path records it."""
     from ...runtime.items import MediaItem
     from ...runtime.stage import run_stage
     from .budgets import with_keep
@@ -132,8 +134,8 @@ def select(features: torch.Tensor, cfg: PruneConfig, vision: torch.Tensor | None
     METRICS.record(n, k)
     if k == n:
         return features, torch.arange(n, device=dev)
-    span = MediaItem(row=0, modality="image", pos=torch.arange(n, device=dev), alive=torch.arange(n, device=dev),
-                     orig_len=n, vision=None if vision is None else vision.to(dev))
+    span = MediaItem(row=0, modality=modality, pos=torch.arange(n, device=dev), alive=torch.arange(n, device=dev),
+                     orig_len=n, vision=None if vision is None else vision.to(dev), grid=grid)
     gen = torch.Generator(device=dev).manual_seed(cfg.seed)
     res = run_stage(cfg.stages[0], features[None], torch.ones(1, n, dtype=torch.bool, device=dev), [[span]], None,
                     gen, None)

@@ -36,13 +36,20 @@ def dense_image_tokens(config) -> int:
     return n + (config.vision_feature_select_strategy == "full")
 
 
+class TokenpruneLlavaInfo(LlavaProcessingInfo):
+    def get_mm_max_tokens_per_item(self, seq_len, mm_counts):
+        """The unpruned count: vLLM sizes its encoder cache by it, and a request may keep up to all of an image
+        (otherwise vLLM would measure the server's budget on its dummy image and refuse larger requests)."""
+        return {"image": dense_image_tokens(self.get_hf_config())}
+
+
 class TokenpruneLlavaProcessor(BudgetedProcessor, LlavaMultiModalProcessor):
     """K placeholders per image (the info's dense count stays the upper bound vLLM sizes its encoder cache by)."""
 
-    def _tp_image_tokens(self, processed, hf_kwargs) -> list[int]:
+    def _tp_media_tokens(self, processed, hf_kwargs) -> dict[str, list[int]]:
         if "pixel_values" not in processed:
-            return []
-        return [dense_image_tokens(self.info.get_hf_config())] * len(processed["pixel_values"])
+            return {}
+        return {"image": [dense_image_tokens(self.info.get_hf_config())] * len(processed["pixel_values"])}
 
     def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
         updates = super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs)
@@ -50,9 +57,9 @@ class TokenpruneLlavaProcessor(BudgetedProcessor, LlavaMultiModalProcessor):
             return updates
         image_id = self.info.get_hf_config().image_token_index
         dense = dense_image_tokens(self.info.get_hf_config())
-        images = mm_items.get_items("image", (ImageEmbeddingItems, ImageProcessorItems))
 
         def image(item_idx: int) -> list[int]:
+            images = mm_items.get_items("image", (ImageEmbeddingItems, ImageProcessorItems))  # only when images came
             if isinstance(images, ImageEmbeddingItems):
                 n = images.get_feature_size(item_idx)
                 cfg = config_from_env()
@@ -62,7 +69,7 @@ class TokenpruneLlavaProcessor(BudgetedProcessor, LlavaMultiModalProcessor):
         return [PromptReplacement(modality="image", target=[image_id], replacement=image)]
 
 
-@MULTIMODAL_REGISTRY.register_processor(TokenpruneLlavaProcessor, info=LlavaProcessingInfo,
+@MULTIMODAL_REGISTRY.register_processor(TokenpruneLlavaProcessor, info=TokenpruneLlavaInfo,
                                         dummy_inputs=LlavaDummyInputsBuilder)
 class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
     """vLLM's LLaVA whose image embeddings are pruned per image before they reach the LLM."""

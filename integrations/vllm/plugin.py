@@ -26,6 +26,7 @@ def register() -> None:
 
     if config_from_env() is None:  # validates the config (ConfigError) when set
         return
+    _carry_config_to_ray_workers()
     from vllm import ModelRegistry
 
     for arch, target in architectures().items():
@@ -40,6 +41,18 @@ def register() -> None:
     from .cpu_runner import enable_mm_pruning_on_cpu
 
     enable_mm_pruning_on_cpu()  # positions after pruning (Qwen-VL M-RoPE, LLaVA 1-D), on vLLM-CPU
+
+
+def _carry_config_to_ray_workers() -> None:
+    """Multi-node (Ray) workers get only the driver's ``VLLM_*``/``HF_*``-like variables plus those named in
+    ``VLLM_RAY_EXTRA_ENV_VARS_TO_COPY``: add the plugin's variable there, so every rank prunes with the same config."""
+    import os
+
+    from .common import ENV
+
+    names = [n.strip() for n in os.environ.get("VLLM_RAY_EXTRA_ENV_VARS_TO_COPY", "").split(",") if n.strip()]
+    if ENV not in names:
+        os.environ["VLLM_RAY_EXTRA_ENV_VARS_TO_COPY"] = ",".join([*names, ENV])
 
 
 def _refusal_config(arch: str, reason: str | None, served: list[str]) -> type:

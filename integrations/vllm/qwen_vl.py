@@ -1,13 +1,16 @@
-"""Qwen2-VL and Qwen2.5-VL under vLLM with image tokens pruned before the LLM (M-RoPE).
+"""Qwen2-VL and Qwen2.5-VL under vLLM with image and video tokens pruned before the LLM (M-RoPE).
 
-The processor emits K placeholders per image. The model returns, per item, the kept embedding rows with four extra
+The processor emits K placeholders per image or video (each item's count from its grid and the server's or the
+request's budget). The model returns, per item, the kept embedding rows with four extra
 channels — the kept tokens' original (t, h, w) positions relative to the item and the item's position span — which
 vLLM's multimodal-pruning plumbing (the interface its EVS video pruning uses) turns into the sequence's M-RoPE
 positions with ``recompute_mrope_positions``, chunked prefill included. Kept tokens keep their positions and the
-text after an item starts where it would in the dense prompt, as on tokenprune's Hugging Face path. Videos pass
-unpruned (with their positions).
+text after an item starts where it would in the dense prompt, as on tokenprune's Hugging Face path. A video is one
+item, its budget over all its frames (as on the HF path; the selection sees its (t, h, w) grid).
 """
 from __future__ import annotations
+
+from functools import partial
 
 import torch
 from vllm.model_executor.models.qwen2_5_vl import (Qwen2_5_VLDummyInputsBuilder, Qwen2_5_VLForConditionalGeneration,
@@ -36,13 +39,13 @@ def media_positions(grid_thw: list[int], merge: int, t_scale: float = 1.0) -> to
 
 
 class _QwenBudgets(BudgetedProcessor):
-    """K placeholders per image, K counted by the processor from the image's grid (server or request budget)."""
+    """K placeholders per image and per video, K counted by the processor from the item's grid (server or request
+    budget)."""
 
-    def _tp_image_tokens(self, processed, hf_kwargs) -> list[int]:
-        if "image_grid_thw" not in processed:
-            return []
+    def _tp_media_tokens(self, processed, hf_kwargs) -> dict[str, list[int]]:
         merge = self.info.get_image_processor(**hf_kwargs).merge_size
-        return [int(g.prod()) // merge**2 for g in processed["image_grid_thw"]]
+        return {m: [int(g.prod()) // merge**2 for g in processed[f"{m}_grid_thw"]]
+                for m in ("image", "video") if f"{m}_grid_thw" in processed}
 
     def _get_prompt_updates(self, mm_items, hf_processor_mm_kwargs, out_mm_kwargs):
         updates = super()._get_prompt_updates(mm_items, hf_processor_mm_kwargs, out_mm_kwargs)
@@ -50,14 +53,17 @@ class _QwenBudgets(BudgetedProcessor):
             return updates
         kwargs = strip(hf_processor_mm_kwargs)
         merge = self.info.get_image_processor(**kwargs).merge_size
-        image_id = self.info.get_tokenizer().get_vocab()[self.info.get_hf_processor(**kwargs).image_token]
+        hf = self.info.get_hf_processor(**kwargs)
+        vocab = self.info.get_tokenizer().get_vocab()
+        ids = {"image": vocab[hf.image_token], "video": vocab[hf.video_token]}
 
-        def image(item_idx: int) -> list[int]:
-            grid = out_mm_kwargs["image"][item_idx]["image_grid_thw"].data
-            return [image_id] * self._tp_item_keep(out_mm_kwargs, item_idx, int(grid.prod()) // merge**2)
+        def media(item_idx: int, modality: str) -> list[int]:
+            grid = out_mm_kwargs[modality][item_idx][f"{modality}_grid_thw"].data
+            return [ids[modality]] * self._tp_item_keep(out_mm_kwargs, item_idx, int(grid.prod()) // merge**2,
+                                                        modality)
 
-        keep = [u for u in updates if u.modality != "image"]
-        return [PromptReplacement(modality="image", target=[image_id], replacement=image), *keep]
+        return [PromptReplacement(modality=m, target=[ids[m]], replacement=partial(media, modality=m))
+                for m in ("image", "video")]
 
 
 class TokenpruneQwen2VLProcessor(_QwenBudgets, Qwen2VLMultiModalProcessor):
@@ -81,6 +87,10 @@ class _PrunedMedia:
             raise ConfigError("vLLM plugin: vision-tower attention (cls_attention, or debiased_attention with "
                               "base='cls_attention') is served on vLLM's LLaVA only; for Qwen-VL use norm, uniform, "
                               "random or entropy")
+        rate = getattr(vllm_config.model_config.multimodal_config, "video_pruning_rate", None)
+        if rate:
+            raise ConfigError(f"vLLM plugin: video_pruning_rate={rate} turns on vLLM's own video pruning (EVS), which "
+                              "would prune videos a second time; use one of the two")
         request_pruning_plumbing(self, vllm_config)
 
     def _tp_video_scale(self, video_input, i: int) -> float:
@@ -111,21 +121,21 @@ class _PrunedMedia:
     def embed_multimodal(self, **kwargs: object):
         if self._tp_config is None:
             return super().embed_multimodal(**kwargs)
-        keeps = pop_keeps(kwargs)
+        keeps = {"image": pop_keeps(kwargs, "image"), "video": pop_keeps(kwargs, "video")}
         inputs = self._parse_and_validate_multimodal_inputs(**kwargs)
         merge = self.visual.spatial_merge_size
         out: list[torch.Tensor] = []
-        images_seen = 0
         for modality, inp in inputs.items():
             image = modality.startswith("image")
             embeds = self._process_image_input(inp) if image else self._process_video_input(inp)
             grids = inp["image_grid_thw" if image else "video_grid_thw"].tolist()
             for i, (e, g) in enumerate(zip(embeds, grids)):
                 pos = media_positions(g, merge, 1.0 if image else self._tp_video_scale(inp, i)).to(e.device)
-                if image:
-                    e, index = select(e, self._tp_config, keep=None if keeps is None else keeps[images_seen])
-                    images_seen += 1
-                    pos = pos[index]
+                kind = "image" if image else "video"
+                k = keeps[kind]
+                e, index = select(e, self._tp_config, keep=None if k is None else k[i], modality=kind,
+                                  grid=(g[0], g[1] // merge, g[2] // merge))
+                pos = pos[index]
                 out.append(torch.cat([e, pos.to(e.dtype)], 1))
         return tuple(out)
 

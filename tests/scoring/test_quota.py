@@ -11,7 +11,7 @@ def _view(att: torch.Tensor, grid, k: int):
     n = att.numel()
     item = MediaItem(0, "video", torch.arange(n), torch.arange(n), n, grid=grid)
     view = build_view(torch.randn(1, n, 4), torch.ones(1, n, dtype=torch.bool), [[item]], [[k]], None,
-                      torch.Generator().manual_seed(0), lambda v, q: att[None])
+                      torch.Generator().manual_seed(0), lambda v, q, keys="all": att[None])
     return view
 
 

@@ -29,7 +29,7 @@ def shapes_dirs(tmp_path_factory):
 
 def run_vllm(model_dir, config, questions: int = 4, max_tokens: int = 4, timeout: int = 400,
              kind: str = "shapes", chunk: int = 0, twice: bool = False, sequential: bool = False,
-             budgets: list | None = None) -> dict:
+             budgets: list | None = None, tp: int = 1) -> dict:
     """Runs ``tests/vllm/runner.py`` with ``TOKENPRUNE_VLLM_CONFIG=config`` (a dict, or a preset name; None: plugin
     off); ``chunk``: chunked prefill with that many tokens per step; ``twice``: a second pass over the same prompts
     (prefix-cache hits), reported under ``result["again"]``; ``budgets``: per-request budgets, the prompts once per
@@ -37,7 +37,10 @@ def run_vllm(model_dir, config, questions: int = 4, max_tokens: int = 4, timeout
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "1", "OMP_NUM_THREADS": "1",
            "TOKENPRUNE_TEST_CHUNK": str(chunk), "TOKENPRUNE_TEST_TWICE": "1" if twice else "0",
            "TOKENPRUNE_TEST_SEQUENTIAL": "1" if sequential else "0",
-           "TOKENPRUNE_TEST_BUDGETS": json.dumps(budgets if budgets is not None else [None])}
+           "TOKENPRUNE_TEST_BUDGETS": json.dumps(budgets if budgets is not None else [None]),
+           "TOKENPRUNE_TEST_TP": str(tp)}
+    if tp > 1:  # vLLM-CPU's automatic thread binding wants one NUMA node per rank; this machine has one
+        env["VLLM_CPU_OMP_THREADS_BIND"] = "nobind"
     env.pop("TOKENPRUNE_VLLM_CONFIG", None)
     if config is not None:
         env["TOKENPRUNE_VLLM_CONFIG"] = config if isinstance(config, str) else json.dumps(config)

@@ -80,3 +80,19 @@ def sweep_prompts(offsets: int, seed: int = 0):
         text = f"USER : {filler} <|vision_start|><|image_pad|><|vision_end|> what is the image . ASSISTANT :"
         out.append((" ".join(text.split()), img))
     return out
+
+
+def video_prompts(n: int):
+    """(text, frames ``[T, H, W, 3]`` uint8) pairs: videos of 4 / 6 frames (2 / 3 temporal patches of 4 × 4 LLM
+    tokens), seeded noise with a moving bright square so frames differ."""
+    import numpy as np
+
+    out = []
+    for i in range(n):
+        t = (4, 6)[i % 2]
+        frames = np.random.default_rng(200 + i).integers(0, 120, (t, 112, 112, 3), dtype=np.uint8)
+        for f in range(t):
+            frames[f, 10 + 12 * f:40 + 12 * f, 20:50] = 250
+        q = QUESTIONS[i % len(QUESTIONS)]
+        out.append((f"USER : <|vision_start|><|video_pad|><|vision_end|> {q} ASSISTANT :", frames))
+    return out

@@ -2,13 +2,14 @@
 
     runner.py MODEL_DIR N MAX_TOKENS [shapes|shapes_sweep|qwen|qwen_long|qwen_sweep]
 
-``shapes``: ShapesVQA test questions (LLaVA); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py`` (``qwen_long``:
+``shapes``: ShapesVQA test questions (LLaVA); ``qwen_video``: videos (``video_prompts``); ``qwen``: the tiny Qwen prompts of ``qwen_inputs.py`` (``qwen_long``:
 with 32 more words after the image; ``qwen_sweep``: ``<|vision_start|>`` at N successive offsets, the second pass with
 other images). ``TOKENPRUNE_TEST_SEQUENTIAL=1``: one request at a time.
 ``TOKENPRUNE_TEST_CHUNK=N``: chunked prefill, N tokens per step. ``TOKENPRUNE_TEST_TWICE=1``: generate the same
 prompts a second time in the same engine (prefix-cache hits) and report that run as well.
 ``TOKENPRUNE_TEST_BUDGETS='[null, {"keep": 16}]'``: the prompts once per entry, each request with
 ``mm_processor_kwargs={"tokenprune": entry}`` (null: none), all in one ``generate`` call (concurrent).
+``TOKENPRUNE_TEST_TP=2``: tensor parallelism over two ranks.
 """
 import json
 import os
@@ -21,7 +22,16 @@ def main() -> None:
     model_dir, n, max_tokens = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
     kind = sys.argv[4] if len(sys.argv) > 4 else "shapes"
     second = None
-    if kind in ("qwen", "qwen_long", "qwen_sweep"):
+    if kind == "qwen_video":
+        from qwen_inputs import video_prompts
+
+        # frames as given (no resampling) at 24 fps: what the HF processor assumes without metadata (the reference)
+        prompts = [{"prompt": t, "multi_modal_data": {"video": (v, {"fps": 24.0, "frames_indices": list(range(len(v))),
+                                                                     "total_num_frames": len(v),
+                                                                     "duration": len(v) / 24.0})},
+                    "mm_processor_kwargs": {"do_sample_frames": False}} for t, v in video_prompts(n)]
+        extra = {"limit_mm_per_prompt": {"image": 0, "video": 1}}
+    elif kind in ("qwen", "qwen_long", "qwen_sweep"):
         from qwen_inputs import prompts, sweep_prompts
 
         pairs = sweep_prompts(n) if kind == "qwen_sweep" else prompts(n, long=kind == "qwen_long")
@@ -44,13 +54,16 @@ def main() -> None:
                    for e in examples("test", n)]
         extra = {}
     budgets = json.loads(os.environ.get("TOKENPRUNE_TEST_BUDGETS", "[null]"))
-    prompts = [{**p, **({"mm_processor_kwargs": {"tokenprune": b}} if b is not None else {})}
-               for b in budgets for p in prompts]
+    prompts = [{**p, **({"mm_processor_kwargs": {**p.get("mm_processor_kwargs", {}), "tokenprune": b}}
+                        if b is not None else {})} for b in budgets for p in prompts]
     chunk = int(os.environ.get("TOKENPRUNE_TEST_CHUNK", "0"))
     if chunk:  # prefill in chunks of this many tokens: an image's rows and the text after it land in later steps
         extra.update(enable_chunked_prefill=True, max_num_batched_tokens=chunk)
     if os.environ.get("TOKENPRUNE_TEST_TWICE") == "1":
-        extra.update(enable_prefix_caching=True, block_size=32)  # prompts here are shorter than the CPU default block
+        extra.update(enable_prefix_caching=True, block_size=32)  # vLLM-CPU's smallest; the prompts here are shorter than its default
+    tp_size = int(os.environ.get("TOKENPRUNE_TEST_TP", "1"))
+    if tp_size > 1:  # tensor parallelism: one worker process per rank
+        extra.update(tensor_parallel_size=tp_size, distributed_executor_backend="mp")
     llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=min(8, chunk or 8),
               seed=0, **extra)
     params = SamplingParams(temperature=0, max_tokens=max_tokens, logprobs=1)

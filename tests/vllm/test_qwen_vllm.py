@@ -44,7 +44,7 @@ def test_vision_start_at_every_chunk_offset(qwen_dir):
 
 
 def test_vision_start_at_every_prefix_cache_offset(qwen_dir):
-    """Each prompt twice with different images (prefix caching, 32-token blocks), ``<|vision_start|>`` at every
+    """Each prompt twice with different images (prefix caching, 32-token blocks: vLLM-CPU's smallest), ``<|vision_start|>`` at every
     offset of the first block: the cache hit ends before, at, or one past it; the answers equal the HF path."""
     res = run_vllm(qwen_dir, CFG, kind="qwen_sweep", questions=32, twice=True, sequential=True)
     assert res["rc"] == 0, res["stdout"][-3000:] + res["stderr"][-3000:]
@@ -97,3 +97,31 @@ def test_cls_attention_is_refused_at_start_up(qwen_dir):
                    timeout=300)
     assert res["rc"] != 0 and res["result"] is None
     assert "served on vLLM's LLaVA only" in res["stdout"] + res["stderr"]
+
+
+def hf_video_inputs(model_dir, n):
+    from transformers import AutoProcessor
+
+    from .qwen_inputs import video_prompts
+
+    proc = AutoProcessor.from_pretrained(model_dir)
+    return [proc(videos=[v], text=[t], return_tensors="pt", do_sample_frames=False)
+            for t, v in video_prompts(n)]
+
+
+def test_videos_pruned_with_positions_like_hf(qwen_dir):
+    """Videos of 2 and 3 temporal patches (32 / 48 LLM tokens): each keeps the server's half, or a request's 4, or
+    all of it (keep 1.0: the dense model), with its kept tokens at their (t, h, w) positions — the HF path's tokens
+    and log-probabilities (Qwen2.5-VL: time positions scaled by ``second_per_grid_ts``)."""
+    from transformers import AutoModelForImageTextToText
+
+    res = run_vllm(qwen_dir, CFG, kind="qwen_video", budgets=[None, {"keep": 4}, {"keep": 1.0}])
+    assert res["rc"] == 0, res["stdout"][-3000:] + res["stderr"][-3000:]
+    inputs = hf_video_inputs(qwen_dir, 4)
+    dense_len = [x["input_ids"].shape[1] for x in inputs]
+    model = AutoModelForImageTextToText.from_pretrained(qwen_dir, dtype=torch.float32).eval()
+    for i, (cfg, kept) in enumerate([(CFG, [16, 24, 16, 24]), ({"stages": [{**CFG["stages"][0], "keep": 4}]}, [4] * 4),
+                                     (None, [32, 48, 32, 48])]):
+        got = part(res["result"], i, 4)
+        assert got["prompt_tokens"] == [d - (v - k) for d, v, k in zip(dense_len, [32, 48, 32, 48], kept)]
+        same_as_hf(got, hf_generate(model, cfg, inputs, 4))
