@@ -1,8 +1,8 @@
 """LLaVA-1.5 under vLLM with visual tokens pruned before the LLM, at their original 1-D positions.
 
 The processor emits K placeholders per image (``num_kept`` of the tower's token count, with the server's budget or the
-request's — ``budgets.py``) and the model returns exactly K embedding rows per image, chosen by tokenprune's scorer/selector/reducer on the projector output. With the
-``cls_attention`` scorer (VisionZip) the scores are the tower's [CLS]->patch attention at the feature layer, read from
+request's — ``budgets.py``) and the model returns exactly K embedding rows per image, chosen by tokenprune's
+scorer/selector/reducer on the projector output. With the ``cls_attention`` scorer (VisionZip) the scores are the tower's [CLS]->patch attention at the feature layer, read from
 that layer's own q/k projection output by a forward hook (no recomputation).
 
 Positions: the model declares vLLM's multi-channel position interface (``SupportsMRoPE``, all channels equal) and
@@ -60,11 +60,8 @@ class TokenpruneLlavaProcessor(BudgetedProcessor, LlavaMultiModalProcessor):
 
         def image(item_idx: int) -> list[int]:
             images = mm_items.get_items("image", (ImageEmbeddingItems, ImageProcessorItems))  # only when images came
-            if isinstance(images, ImageEmbeddingItems):
-                n = images.get_feature_size(item_idx)
-                cfg = config_from_env()
-                return [image_id] * num_kept(n, cfg)
-            return [image_id] * self._tp_item_keep(out_mm_kwargs, item_idx, dense)
+            n = images.get_feature_size(item_idx) if isinstance(images, ImageEmbeddingItems) else dense
+            return [image_id] * self._tp_item_keep(out_mm_kwargs, item_idx, n)
 
         return [PromptReplacement(modality="image", target=[image_id], replacement=image)]
 
@@ -83,7 +80,6 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
         self._tp_dense = dense_image_tokens(self.config)
         if self._tp_config is not None:
             num_kept(self._tp_dense, self._tp_config)  # a budget above the image's tokens fails at start-up
-        if self._tp_config is not None:
             request_pruning_plumbing(self, vllm_config)
         if self._tp_config is not None and "vision_attention" in self._tp_config.stages[0].captures():
             self._hook_cls_attention()

@@ -87,3 +87,19 @@ def same_as_hf(result: dict, hf: tuple) -> None:
 def part(result: dict, i: int, n: int) -> dict:
     """The ``i``-th block of ``n`` requests of a run with per-request budgets."""
     return {k: result[k][i * n:(i + 1) * n] for k in ("prompt_tokens", "tokens", "logprobs")}
+
+
+def check_budget_parts(result: dict, stock: dict, hf, cfg: dict, small_keep: int, shrink: list[int],
+                       shrink_small: list[int]) -> None:
+    """A run with budgets ``[None, {"keep": small_keep}, {"keep": 1.0}]`` over four prompts: each block's prompts
+    shrink by ``shrink`` / ``shrink_small`` tokens against ``stock`` (keep 1.0: not at all, stock's tokens), and each
+    equals the HF path (``hf(config)``) with its budget."""
+    default, small, full = (part(result, i, 4) for i in range(3))
+    assert [d - p for d, p in zip(stock["prompt_tokens"], default["prompt_tokens"])] == shrink
+    assert [d - p for d, p in zip(stock["prompt_tokens"], small["prompt_tokens"])] == shrink_small
+    assert full["prompt_tokens"] == stock["prompt_tokens"] and full["tokens"] == stock["tokens"]
+    same_as_hf(default, hf(cfg))
+    same_as_hf(small, hf({"stages": [{**cfg["stages"][0], "keep": small_keep}]}))
+    dense = hf(None)
+    same_as_hf(full, dense)
+    same_as_hf(stock, dense)

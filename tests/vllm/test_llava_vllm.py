@@ -6,7 +6,7 @@ import torch
 
 from tokenprune import PruneConfig
 
-from .conftest import hf_generate, part, run_vllm, same_as_hf
+from .conftest import check_budget_parts, hf_generate, run_vllm, same_as_hf
 
 pytestmark = pytest.mark.vllm
 
@@ -59,15 +59,7 @@ def test_pruned_prompt_tokens_and_per_request_budgets_match_hf(shapes_dirs, stoc
     hf_dir, vllm_dir = shapes_dirs
     res = run_vllm(vllm_dir, CFG, budgets=[None, {"keep": 16}, {"keep": 1.0}])
     assert res["rc"] == 0, res["stderr"]
-    default, small, full = (part(res["result"], i, 4) for i in range(3))
-    assert [d - p for d, p in zip(stock["prompt_tokens"], default["prompt_tokens"])] == [512] * 4
-    assert [d - p for d, p in zip(stock["prompt_tokens"], small["prompt_tokens"])] == [560] * 4
-    assert full["prompt_tokens"] == stock["prompt_tokens"] and full["tokens"] == stock["tokens"]
-    same_as_hf(default, hf_greedy(hf_dir, CFG))
-    same_as_hf(small, hf_greedy(hf_dir, {"stages": [{**CFG["stages"][0], "keep": 16}]}))
-    dense = hf_greedy(hf_dir, None)
-    same_as_hf(full, dense)
-    same_as_hf(stock, dense)
+    check_budget_parts(res["result"], stock, lambda cfg: hf_greedy(hf_dir, cfg), CFG, 16, [512] * 4, [560] * 4)
 
 
 def test_chunked_prefill_and_prefix_cache_keep_positions(shapes_dirs):

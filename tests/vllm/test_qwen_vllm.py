@@ -4,7 +4,7 @@ tokenprune's Hugging Face path — and keep-all equal to stock vLLM."""
 import pytest
 import torch
 
-from .conftest import hf_generate, part, run_vllm, same_as_hf
+from .conftest import check_budget_parts, hf_generate, part, run_vllm, same_as_hf
 from .qwen_inputs import prompts, save_model, sweep_prompts
 
 pytestmark = pytest.mark.vllm
@@ -61,15 +61,8 @@ def test_pruned_prompt_tokens_and_per_request_budgets_match_hf(qwen_dir, stock):
     (a wrong M-RoPE position would move them)."""
     res = run_vllm(qwen_dir, CFG, kind="qwen", budgets=[None, {"keep": 2}, {"keep": 1.0}])
     assert res["rc"] == 0, res["stderr"]
-    default, two, full = (part(res["result"], i, 4) for i in range(3))
-    assert [d - p for d, p in zip(stock["prompt_tokens"], default["prompt_tokens"])] == [8, 6, 0, 4]
-    assert [d - p for d, p in zip(stock["prompt_tokens"], two["prompt_tokens"])] == [14, 10, 0, 6]
-    assert full["prompt_tokens"] == stock["prompt_tokens"] and full["tokens"] == stock["tokens"]
-    same_as_hf(default, hf_greedy(qwen_dir, CFG))
-    same_as_hf(two, hf_greedy(qwen_dir, {"stages": [{**CFG["stages"][0], "keep": 2}]}))
-    dense = hf_greedy(qwen_dir, None)
-    same_as_hf(full, dense)
-    same_as_hf(stock, dense)
+    check_budget_parts(res["result"], stock, lambda cfg: hf_greedy(qwen_dir, cfg), CFG, 2, [8, 6, 0, 4],
+                       [14, 10, 0, 6])
 
 
 def test_keep_all_equals_stock_vllm(qwen_dir, stock):
