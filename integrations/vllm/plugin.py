@@ -89,5 +89,11 @@ def _llava_positions_config() -> type:
             half = (getattr(tc, "head_dim", None) or tc.hidden_size // tc.num_attention_heads) // 2
             sections = [half - 2 * (half // 3), half // 3, half // 3]
             hf.rope_parameters = {"rope_type": "default", "mrope_section": sections}
+            # A budget above the image's tokens fails here, in the front-end, before the engine core starts (the
+            # model's own check would only reach the engine core's log).
+            from .common import config_from_env, num_kept
+            from .llava import dense_image_tokens
+
+            num_kept(dense_image_tokens(hf), config_from_env())
 
     return LlavaPositionsConfig
