@@ -74,3 +74,30 @@ def test_images_rank_by_norm():
     feats = torch.tensor([[1.0, 0], [3.0, 0], [2.0, 0]])
     got = SCORERS.get("temporal")(_view(feats, (1, 1, 3)))[0]
     assert torch.argsort(got, descending=True).tolist() == [1, 2, 0]
+
+
+def evs_kept(feats: torch.Tensor, grid, keep: int) -> list[int]:
+    """Efficient Video Sampling's selection, written from its description: every first-frame token first, then the
+    others by ``1 − cos`` with the same cell one frame earlier, highest first, ties to the lower index."""
+    t, h, w = grid
+    x = feats.reshape(t, h * w, -1)
+    change = 1.0 - torch.nn.functional.cosine_similarity(x[1:], x[:-1], dim=-1)
+    score = torch.cat([torch.full((1, h * w), 255.0), change]).reshape(-1)
+    return sorted(sorted(range(score.numel()), key=lambda i: (-float(score[i]), i))[:keep])
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_same_kept_set_as_evs_with_near_ties(seed):
+    """Static cells differ by float noise only (near-ties, as a random tower gives for a still background) and some
+    are exact copies (exact ties): the temporal scorer with top-k keeps EVS's set whenever the first frame fits."""
+    g = torch.Generator().manual_seed(seed)
+    t, h, w = 4, 3, 4
+    base = torch.randn(1, h * w, 16, generator=g).repeat(t, 1, 1)
+    scale = 10.0 ** -torch.randint(2, 5, (t, h * w, 1), generator=g).float()
+    noise = torch.randn(t, h * w, 16, generator=g) * scale * (torch.rand(t, h * w, 1, generator=g) < 0.5)
+    moving = torch.randn(t, h * w, 16, generator=g) * (torch.rand(t, h * w, 1, generator=g) < 0.2)
+    feats = (base + noise + moving).reshape(t * h * w, 16)
+    scores = SCORERS.get("temporal")(_view(feats, (t, h, w)))[0]
+    for keep in (h * w, 20, 30):
+        picks = torch.argsort(scores, descending=True, stable=True)[:keep].sort().values.tolist()
+        assert picks == evs_kept(feats, (t, h, w), keep)

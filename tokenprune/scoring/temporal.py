@@ -25,7 +25,7 @@ def temporal_scores(view: TokenView, *, threshold: float = 0.0) -> torch.Tensor:
     cell = view.cell if view.cell is not None else torch.full_like(view.local_index, -1)
     for r, m in view.item_masks():
         idx = m.nonzero().squeeze(1)
-        x = torch.nn.functional.normalize(feats[r, idx], dim=-1)
+        x = feats[r, idx]
         f, c = frame[r, idx], cell[r, idx]
         n_cells = int(c.max()) + 1 if c.numel() else 1
         key = f * n_cells + c
@@ -33,7 +33,8 @@ def temporal_scores(view: TokenView, *, threshold: float = 0.0) -> torch.Tensor:
         prev = (f - 1) * n_cells + c
         pos = torch.searchsorted(key[order], prev).clamp(max=idx.numel() - 1)
         found = (key[order][pos] == prev) & (f > 0) & (c >= 0)
-        change = 1.0 - (x * x[order[pos]]).sum(-1)
+        # the cosine as vLLM's EVS computes it (torch's own kernel), so near-ties compare the same floats
+        change = 1.0 - torch.nn.functional.cosine_similarity(x, x[order[pos]], dim=-1)
         norms = feats[r, idx].norm(dim=-1)
         lead = 2.0 + norms / norms.max().clamp(min=1e-12)
         score = torch.where(found, change, lead)
