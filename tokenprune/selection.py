@@ -34,20 +34,33 @@ def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tenso
     smax = torch.where(valid, s, torch.full_like(s, float("-inf"))).amax(1, keepdim=True)
     imp = torch.where(valid, (s - smin) / (smax - smin).clamp(min=1e-12), torch.zeros_like(s))
     lam_t = torch.as_tensor(lam, dtype=torch.float32, device=dev).expand(n).unsqueeze(1)
+    all_valid = bool(valid.all())  # the common case (one image, equal images): no V x V masking passes
     # DivPrune's first pick (used where lam == 0): the token whose nearest valid neighbour is farthest
     diag = sim.diagonal(dim1=1, dim2=2)
     diag.fill_(float("-inf"))
-    sim.masked_fill_(~valid[:, None, :], float("-inf"))
-    nearest = (1.0 - sim.amax(2)).masked_fill(~valid, float("-inf"))
-    first_diverse = nearest.argmax(1)
+    if not all_valid:
+        sim.masked_fill_(~valid[:, None, :], float("-inf"))
+    nearest = 1.0 - sim.amax(2)
+    first_diverse = (nearest if all_valid else nearest.masked_fill(~valid, float("-inf"))).argmax(1)
     # the objective lam·imp − (1 − lam)·max_{s∈S} sim(·, s) is the minimum over the picks of each pick's row of
     # ``cand = a − b·sim`` (a − b·x falls as x grows, and rounding keeps the order). A pick's own entry and invalid
     # tokens are -inf in every row, so the running minimum drops a pick by itself: three tensor ops per greedy step
     a = lam_t * imp
-    cand = sim.mul_((lam_t - 1.0)[:, :, None]).add_(a[:, None, :])  # in place: no second V x V buffer
-    cand.masked_fill_(~valid[:, None, :], float("-inf"))  # (-inf · −b is +inf, or nan where b = 0)
+    cand = sim.mul_((lam_t - 1.0)[:, :, None])  # in place: no second V x V buffer
+    if bool(a.any()):  # adding exact zeros (lam = 0 everywhere) changes nothing
+        cand.add_(a[:, None, :])
+    if not all_valid:
+        cand.masked_fill_(~valid[:, None, :], float("-inf"))  # (-inf · −b is +inf, or nan where b = 0)
     diag.fill_(float("-inf"))
     obj = a.masked_fill(~valid, float("-inf"))
+    if n == 1:  # batch 1: plain row views and Python ints (no advanced indexing per step)
+        c0, o0, first = cand[0], obj[0], int(first_diverse[0]) if float(lam_t[0, 0]) == 0 else None
+        picks1 = []
+        for step in range(ks[0]):
+            i = first if step == 0 and first is not None else int(o0.argmax())
+            picks1.append(i)
+            o0 = c0[i].clone() if step == 0 else torch.minimum(o0, c0[i], out=o0)
+        return [torch.tensor(picks1, dtype=torch.long, device=dev).sort().values]
     rows = torch.arange(n, device=dev)
     picks = []
     for step in range(max(ks)):
