@@ -35,7 +35,7 @@ def make_view(v: int, d: int, k: int) -> TokenView:
                      valid=torch.ones(1, v + TEXT, dtype=torch.bool), layer=2, generator=g,
                      frame=torch.zeros(1, v, dtype=torch.long), cell=torch.arange(v)[None],
                      grid_hw=torch.tensor([v // w, w]).expand(1, v, 2), _vision_attention=att)
-    view._attention_fn = lambda query: att
+    view._attention_fn = lambda query, keys="all": att
     return view
 
 

@@ -6,7 +6,8 @@
 The embedded ShapesVQA model (converted to vLLM's LLaVA weight names) answers ``--requests`` test questions in one
 ``LLM.generate`` call (greedy, 2 new tokens: the answer and EOS), after a warm-up call, once stock and once per
 budget with ``TOKENPRUNE_VLLM_CONFIG`` set (a DivPrune-style config: norm scores, max-min selection). Each run is
-its own process, so every engine starts clean. Reports prompt tokens per request, wall time, requests/s, prompt
+its own process, so every engine starts clean, with the prefix and processor caches off (the warm-up's prompts
+would otherwise be cache hits in the timed call). Reports prompt tokens per request, wall time, requests/s, prompt
 tokens/s and accuracy.
 """
 from __future__ import annotations
@@ -31,7 +32,9 @@ def worker(model_dir: str, n: int) -> dict:
     proc = M.make_processor()
     exs = examples("test", n)
     prompts = [{"prompt": M.prompt(proc, e.qa.question), "multi_modal_data": {"image": e.image()}} for e in exs]
-    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=16, seed=0)
+    # caches off: the warm-up's prompts would otherwise be prefix-cache hits in the timed call
+    llm = LLM(model=model_dir, dtype="float32", enforce_eager=True, max_model_len=1024, max_num_seqs=16, seed=0,
+              enable_prefix_caching=False, mm_processor_cache_gb=0)
     params = SamplingParams(temperature=0, max_tokens=2)
     llm.generate(prompts[:8], params, use_tqdm=False)  # warm-up
     t = time.perf_counter()
