@@ -71,25 +71,14 @@ def greedy(f: torch.Tensor, k: int, imp: torch.Tensor | None = None, lam: float 
     k = min(k, v)
     max_sim, got, tmp, obj = (torch.empty(v, device=f.device) for _ in range(4))
     picks: list[int] = []
-    if lam == 0:
-        # the exact selector's argmax of −max_sim is the first argmin of max_sim; a pick's own entry is set to +inf
-        # after its update, and a running maximum keeps it there, so picks drop out without a mask (3 ops a step)
-        for step in range(k):
-            i = _first_diverse(f) if step == 0 else int(max_sim.argmin())
-            picks.append(i)
-            torch.mv(f, f[i], out=got)
-            if step == 0:
-                max_sim.copy_(got)
-            else:
-                torch.maximum(max_sim, got, out=max_sim)
-            max_sim[i] = float("inf")
-        return torch.tensor(picks, dtype=torch.long, device=f.device).sort().values
     chosen = torch.zeros(v, dtype=torch.bool, device=f.device)
-    gain = torch.zeros(v, device=f.device) if imp is None else lam * imp.float()
+    gain = torch.zeros(v, device=f.device) if imp is None or lam == 0 else lam * imp.float()
     c = 1.0 - lam
     for step in range(k):
         if step == 0:
-            i = int(gain.argmax())
+            i = _first_diverse(f) if lam == 0 else int(gain.argmax())
+        elif lam == 0:  # the exact selector's argmax of −max_sim: the first argmin of max_sim (picks hold +inf)
+            i = int(max_sim.argmin())
         else:  # same arithmetic as the exact selector: gain − (c · max_sim), chosen ones excluded
             torch.sub(gain, torch.mul(max_sim, c, out=tmp), out=obj)
             i = int(obj.masked_fill_(chosen, float("-inf")).argmax())
@@ -100,6 +89,8 @@ def greedy(f: torch.Tensor, k: int, imp: torch.Tensor | None = None, lam: float 
             max_sim.copy_(got)
         else:
             torch.maximum(max_sim, got, out=max_sim)
+        if lam == 0:  # a running maximum keeps +inf, so a pick drops out of the argmin without a mask
+            max_sim[i] = float("inf")
     return torch.tensor(picks, dtype=torch.long, device=f.device).sort().values
 
 

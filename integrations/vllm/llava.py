@@ -23,7 +23,7 @@ from vllm.multimodal.processing import PromptReplacement
 
 from ...errors import ConfigError, InternalError
 from ...scoring.vision import cls_row_attention
-from .common import config_from_env, num_kept, select
+from .common import config_from_env, select
 from .cpu_runner import request_pruning_plumbing
 from .positions import admission_positions, index_channels, kept_positions, split_index
 from .processing import BudgetedProcessor, pop_keeps
@@ -79,7 +79,6 @@ class TokenpruneLlava(LlavaForConditionalGeneration, SupportsMRoPE):
         self._tp_cls: list[torch.Tensor] = []
         self._tp_dense = dense_image_tokens(self.config)
         if self._tp_config is not None:
-            num_kept(self._tp_dense, self._tp_config)  # a budget above the image's tokens fails at start-up
             request_pruning_plumbing(self, vllm_config)
         if self._tp_config is not None and "vision_attention" in self._tp_config.stages[0].captures():
             self._hook_cls_attention()

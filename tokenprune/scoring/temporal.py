@@ -35,7 +35,7 @@ def temporal_scores(view: TokenView, *, threshold: float = 0.0) -> torch.Tensor:
         found = (key[order][pos] == prev) & (f > 0) & (c >= 0)
         # the cosine as vLLM's EVS computes it (torch's own kernel), so near-ties compare the same floats
         change = 1.0 - torch.nn.functional.cosine_similarity(x, x[order[pos]], dim=-1)
-        norms = feats[r, idx].norm(dim=-1)
+        norms = x.norm(dim=-1)
         lead = 2.0 + norms / norms.max().clamp(min=1e-12)
         score = torch.where(found, change, lead)
         if threshold > 0:
