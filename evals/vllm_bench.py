@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
 
 from tokenprune.results import model_identity, write_json
+
+from .subprocess_run import emit, run_worker
 
 
 def worker(model_dir: str, n: int) -> dict:
@@ -48,16 +48,8 @@ def worker(model_dir: str, n: int) -> dict:
 
 
 def run(model_dir: str, n: int, config: dict | None) -> dict:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "2"}
-    env.pop("TOKENPRUNE_VLLM_CONFIG", None)
-    if config is not None:
-        env["TOKENPRUNE_VLLM_CONFIG"] = json.dumps(config)
-    p = subprocess.run([sys.executable, "-m", "evals.vllm_bench", "--worker", model_dir, "--requests", str(n)],
-                       env=env, capture_output=True, text=True)
-    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
-    if p.returncode or not lines:
-        raise SystemExit(f"vLLM run failed ({config}):\n{p.stderr[-3000:]}")
-    return json.loads(lines[-1][7:])
+    return run_worker("evals.vllm_bench", ["--worker", model_dir, "--requests", str(n)],
+                      {"VLLM_CPU_KVCACHE_SPACE": "2"}, json.dumps(config) if config is not None else None, str(config))
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -69,7 +61,7 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker, args.requests)), flush=True)
+        emit(worker(args.worker, args.requests))
         return None
     from tokenprune.integrations.vllm.checkpoint import llava_for_vllm
     from tokenprune.shapesvqa.model import EMBEDDED_DIR

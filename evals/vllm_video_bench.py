@@ -17,45 +17,23 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
-import sys
 import tempfile
 import time
-import warnings
 
 from tokenprune.results import write_json
 
+from .subprocess_run import emit, run_worker
+
 WORDS = ["USER", "ASSISTANT", ":", "what", "moves", "in", "the", "video", "?"]
-VISION = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]
 GEOMETRY = dict(hidden=512, heads=8, kv_heads=4, inter=1376, layers=4)
 
 
 def save_model(path: str, size: int) -> None:
     """A random Qwen2.5-VL (the tiny family config with a 512-wide, 4-layer LM) and an offline processor."""
-    import transformers as tf
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    from tokenprune.testing.tiny import make_model
+    from tokenprune.testing.tiny import make_model, make_qwen_processor
 
     make_model("qwen2_5_vl", seed=0, **GEOMETRY).save_pretrained(path)
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
-    for w in WORDS:
-        vocab[w] = len(vocab)
-    while len(vocab) < 150:  # the tiny config puts the vision tokens at ids 150..153
-        vocab[f"<unused{len(vocab)}>"] = len(vocab)
-    for t in VISION:
-        vocab[t] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                      unk_token="<unk>")
-    fast.add_special_tokens({"additional_special_tokens": VISION})
-    kw = dict(min_pixels=56 * 56, max_pixels=size * size, patch_size=14, merge_size=2, temporal_patch_size=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        proc = tf.Qwen2_5_VLProcessor(image_processor=tf.Qwen2VLImageProcessor(**kw), tokenizer=fast,
-                                      video_processor=tf.Qwen2VLVideoProcessor(**kw))
-    proc.save_pretrained(path)
+    make_qwen_processor(WORDS, "qwen2_5_vl", max_pixels=size * size).save_pretrained(path)
 
 
 def video(seed: int, frames: int, size: int):
@@ -106,20 +84,13 @@ def worker(model_dir: str, n: int, frames: int, size: int, fps: float, rate: flo
 
 def run(args, model_dir: str, rate: float | None = None, method: str = "evs", config: str | None = None) -> dict:
     # one process per run (engine core and worker in it): the CPU-runner backport above then reaches the worker
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "VLLM_CPU_KVCACHE_SPACE": "4", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}
-    env.pop("TOKENPRUNE_VLLM_CONFIG", None)
-    if config is not None:
-        env["TOKENPRUNE_VLLM_CONFIG"] = config
-    cmd = [sys.executable, "-m", "evals.vllm_video_bench", "--worker", model_dir, "--requests", str(args.requests),
-           "--frames", str(args.frames), "--size", str(args.size), "--fps", str(args.fps), "--method", method,
-           "--repeats", str(args.repeats)]
+    cmd = ["--worker", model_dir, "--requests", str(args.requests), "--frames", str(args.frames), "--size",
+           str(args.size), "--fps", str(args.fps), "--method", method, "--repeats", str(args.repeats)]
     if rate:
         cmd += ["--rate", str(rate)]
-    p = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    lines = [l for l in p.stdout.splitlines() if l.startswith("RESULT ")]
-    if p.returncode or not lines:
-        raise SystemExit(f"vLLM run failed ({method} {rate} {config}):\n{p.stdout[-2000:]}\n{p.stderr[-3000:]}")
-    return json.loads(lines[-1][7:])
+    return run_worker("evals.vllm_video_bench", cmd,
+                      {"VLLM_CPU_KVCACHE_SPACE": "4", "VLLM_ENABLE_V1_MULTIPROCESSING": "0"}, config,
+                      f"{method} {rate} {config}")
 
 
 def main(argv: list[str] | None = None) -> dict | None:
@@ -136,8 +107,8 @@ def main(argv: list[str] | None = None) -> dict | None:
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.worker:
-        print("RESULT " + json.dumps(worker(args.worker, args.requests, args.frames, args.size, args.fps,
-                                            args.rate, args.method, args.repeats)), flush=True)
+        emit(worker(args.worker, args.requests, args.frames, args.size, args.fps, args.rate, args.method,
+                    args.repeats))
         return None
     args.rate = 0.75 if args.rate is None else args.rate
     from tokenprune.config import PruneConfig

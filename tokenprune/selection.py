@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 
 from .errors import ConfigError
@@ -53,14 +54,9 @@ def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tenso
         cand.masked_fill_(~valid[:, None, :], float("-inf"))  # (-inf · −b is +inf, or nan where b = 0)
     diag.fill_(float("-inf"))
     obj = a.masked_fill(~valid, float("-inf"))
-    if n == 1:  # batch 1: plain row views and Python ints (no advanced indexing per step)
-        c0, o0, first = cand[0], obj[0], int(first_diverse[0]) if float(lam_t[0, 0]) == 0 else None
-        picks1 = []
-        for step in range(ks[0]):
-            i = first if step == 0 and first is not None else int(o0.argmax())
-            picks1.append(i)
-            o0 = c0[i].clone() if step == 0 else torch.minimum(o0, c0[i], out=o0)
-        return [torch.tensor(picks1, dtype=torch.long, device=dev).sort().values]
+    if n == 1:  # batch 1: one item's greedy loop on plain rows (numpy views on CPU: no torch dispatch per step)
+        first = int(first_diverse[0]) if float(lam_t[0, 0]) == 0 else None
+        return [torch.tensor(_greedy_rows(cand[0], obj[0], ks[0], first), dtype=torch.long, device=dev).sort().values]
     rows = torch.arange(n, device=dev)
     picks = []
     for step in range(max(ks)):
@@ -72,6 +68,25 @@ def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tenso
         obj = row if step == 0 else torch.minimum(obj, row, out=obj)
     p = torch.stack(picks, 1)
     return [p[j, :ks[j]].sort().values for j in range(n)]
+
+
+def _greedy_rows(cand: torch.Tensor, obj: torch.Tensor, k: int, first: int | None) -> list[int]:
+    """The greedy of :func:`mmr_batched` for one item: ``k`` times pick ``argmax obj`` (first maximum), then
+    ``obj = min(obj, cand[pick])``. On CPU the rows are numpy views of the same float32 memory, so each step is two
+    small numpy calls instead of two torch dispatches (same IEEE minimum and first-maximum rule: identical picks)."""
+    on_cpu = cand.device.type == "cpu"
+    c = cand.detach().numpy() if on_cpu else cand
+    o = obj.detach().numpy().copy() if on_cpu else obj.clone()
+    minimum = np.minimum if on_cpu else torch.minimum
+    picks = []
+    for step in range(k):
+        i = first if step == 0 and first is not None else int(o.argmax())
+        picks.append(i)
+        if step == 0:
+            o = c[i].copy() if on_cpu else c[i].clone()
+        else:
+            minimum(o, c[i], out=o)
+    return picks
 
 
 def _batched_mmr(lam_of: Any) -> Any:

@@ -60,8 +60,9 @@ def clip_evidence(qa, obj: torch.Tensor, cell: torch.Tensor, group: torch.Tensor
 class Batcher:
     """Seeds → model inputs with several question/answer turns per item, answer positions and per-token labels."""
 
-    def __init__(self, processor, turns: int) -> None:
+    def __init__(self, processor, turns: int, weights: dict[str, float] | None = None) -> None:
         self.p = processor
+        self.weights = weights
         self.vocab = processor.tokenizer.get_vocab()
         self.turns = turns
         self.ids_of = lambda words: [self.vocab[w] for w in words]
@@ -113,7 +114,7 @@ class Batcher:
             for k in AUX:
                 labels[k].append(torch.as_tensor(pl[k]))
             counts.append(len(pl["cell"]))
-            qas.append(make_qas(scene, self.turns, seed * 31 + 7))
+            qas.append(make_qas(scene, self.turns, seed * 31 + 7, weights=self.weights))
             obj, cell = torch.as_tensor(pl["object"]), torch.as_tensor(pl["cell"])
             dists.append([safe_evidence(qa, obj, cell) for qa in qas[-1]])
         px = self.p.image_processor(images=imgs, return_tensors="pt")
@@ -248,6 +249,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--export", default=None, help="save the model and processor here after each evaluation")
     ap.add_argument("--freeze-lm", type=int, default=0, help="keep the language model fixed for the first N steps "
                     "(after --init from a transplanted LM: the random tower learns to feed it before it moves)")
+    ap.add_argument("--qweights", default=None, help="image question curriculum, e.g. 'count_shape=4,more=4': "
+                    "types drawn in proportion to these weights within their kind (others 1)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -275,7 +278,14 @@ def main(argv: list[str] | None = None) -> None:
         head.load_state_dict(state["head"])
         opt.load_state_dict(state["opt"])
         step, best = state["step"], state.get("best", -1.0)
-    batcher = Batcher(processor, args.turns)
+    weights = ({t: float(w) for t, w in (kv.split("=") for kv in args.qweights.split(","))}
+               if args.qweights else None)
+    from tokenprune.shapesvqa.questions import TEMPLATES
+
+    if weights and set(weights) - set(TEMPLATES):
+        ap.error(f"--qweights: unknown question types {sorted(set(weights) - set(TEMPLATES))}; "
+                 f"known: {sorted(TEMPLATES)}")
+    batcher = Batcher(processor, args.turns, weights)
     rng = random.Random(args.seed * 1_000_003 + step)
     warm = 200 if step == 0 else 50
     start_step, t0 = step, time.time()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-IMAGE_TOKENS = ["<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>"]  # ids 150..153
 WORDS = ["USER", "ASSISTANT", ":", "describe", "the", "image", "what", "is", "left", "of", "."]
 QUESTIONS = ["describe the image .", "what is left of the image .", "describe the image", "what is the image ."]
 FILLER = ["describe", "the", "image", "."]
@@ -12,29 +11,9 @@ SIZES = [(112, 112), (84, 112), None, (112, 56)]  # (h, w) pixels → 16, 12, (t
 
 
 def make_processor(family: str):
-    import warnings
+    from tokenprune.testing.tiny import make_qwen_processor
 
-    import transformers as tf
-    from tokenizers import Tokenizer, models, pre_tokenizers
-
-    vocab = {"<pad>": 0, "<s>": 1, "</s>": 2, "<unk>": 3}
-    for w in WORDS:
-        vocab.setdefault(w, len(vocab))
-    while len(vocab) < 150:
-        vocab[f"<unused{len(vocab)}>"] = len(vocab)
-    for t in IMAGE_TOKENS:
-        vocab[t] = len(vocab)
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-    fast = tf.PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
-                                      unk_token="<unk>")
-    fast.add_special_tokens({"additional_special_tokens": IMAGE_TOKENS})
-    kw = dict(min_pixels=56 * 56, max_pixels=112 * 112, patch_size=14, merge_size=2, temporal_patch_size=2)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        ip, vp = tf.Qwen2VLImageProcessor(**kw), tf.Qwen2VLVideoProcessor(**kw)
-    cls = tf.Qwen2_5_VLProcessor if family == "qwen2_5_vl" else tf.Qwen2VLProcessor
-    return cls(image_processor=ip, tokenizer=fast, video_processor=vp)
+    return make_qwen_processor(WORDS, family)
 
 
 def save_model(family: str, path: Path) -> Path:

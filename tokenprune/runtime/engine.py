@@ -79,8 +79,11 @@ class Runtime(FeatureCapture, Prefill, Decode):
         self.hooks.pre_hook(a.vlm, self._vlm_pre)
         self.hooks.pre_hook(a.lm, self._lm_pre)
         self.hooks.post_hook(a.lm, self._lm_post)
-        for i, layer in enumerate(a.layers):
-            self.hooks.pre_hook(layer, functools.partial(self._layer_pre, i))
+        if self._layer_stage or self._auto is not None:
+            # only stages inside the LM need per-layer work (masks, positions, scoring inputs); a pre_llm-only
+            # config hands the LM a shorter sequence and leaves its layers unhooked (no per-layer hook cost)
+            for i, layer in enumerate(a.layers):
+                self.hooks.pre_hook(layer, functools.partial(self._layer_pre, i))
         for modality, name in a.feature_methods().items():
             self.hooks.patch(a.vlm, name, self._wrap_features(modality, getattr(a.vlm, name)))
         capture = a.vision_capture_module() if self._captures & {"vision_attention", "vision_global"} else None

@@ -76,6 +76,7 @@ class Prefill:
                 kwargs["inputs_embeds"] = gather_tokens(res.hidden, seg.idx_local, 1)
                 kwargs["position_ids"] = gather_tokens(pos, seg.idx_local, -1)
                 kwargs["attention_mask"] = seg.valid.long()
+                st.current = seg  # every layer runs in this segment (read by e.g. Qwen3-VL's deepstack patch)
         return args, kwargs
 
     def _resolve_auto(self, kwargs: dict, images: list[list[MediaItem]]) -> None:

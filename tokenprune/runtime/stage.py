@@ -144,10 +144,14 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
     if batched is not None and items:
         vmax = max(it[3] for it in items)
         n = len(items)
-        s = torch.full((n, vmax), float("-inf"), device=scores.device)
-        f = torch.zeros(n, vmax, feats.shape[-1], device=scores.device, dtype=feats.dtype)
-        for i, (r, _, off, m, _) in enumerate(items):
-            s[i, :m], f[i, :m] = scores[r, off:off + m], feats[r, off:off + m]
+        if n == 1:  # one item: views, no padded copies
+            r, _, off, m, _ = items[0]
+            s, f = scores[r:r + 1, off:off + m], feats[r:r + 1, off:off + m]
+        else:
+            s = torch.full((n, vmax), float("-inf"), device=scores.device)
+            f = torch.zeros(n, vmax, feats.shape[-1], device=scores.device, dtype=feats.dtype)
+            for i, (r, _, off, m, _) in enumerate(items):
+                s[i, :m], f[i, :m] = scores[r, off:off + m], feats[r, off:off + m]
         sel = batched(s, f, torch.isfinite(s), [it[4] for it in items], **stage.selector_kwargs)
         for (r, j, _, _, _), one in zip(items, sel):
             out[r][j] = one

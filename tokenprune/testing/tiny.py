@@ -165,8 +165,14 @@ CHAT_TEMPLATE = (
 )
 
 
-def make_word_tokenizer(words: list[str]) -> Any:
-    """An offline word-level fast tokenizer whose ids match the tiny models (``<image>`` = 150)."""
+#: the Qwen-VL vision tokens, at ids 150..153 of the tiny configs
+QWEN_VISION_TOKENS = ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>")
+
+
+def make_word_tokenizer(words: list[str], specials: tuple[str, ...] = ("<image>",)) -> Any:
+    """An offline word-level fast tokenizer whose ids match the tiny models: ``USER``, ``ASSISTANT``, ``:`` and
+    ``words`` from id 4, unused fillers, then ``specials`` from id 150 (LLaVA's ``<image>``; or
+    :data:`QWEN_VISION_TOKENS`)."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
@@ -177,13 +183,29 @@ def make_word_tokenizer(words: list[str]) -> Any:
         raise ValueError(f"at most {IMAGE - 7} words fit below the placeholder ids")
     while len(vocab) < IMAGE:
         vocab[f"<unused{len(vocab)}>"] = len(vocab)
-    vocab["<image>"] = IMAGE
+    for t in specials:
+        vocab[t] = len(vocab)
     tok = Tokenizer(models.WordLevel(vocab, unk_token="<unk>"))
     tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>",
                                    unk_token="<unk>")
-    fast.add_special_tokens({"additional_special_tokens": ["<image>"]})
+    fast.add_special_tokens({"additional_special_tokens": list(specials)})
     return fast
+
+
+def make_qwen_processor(words: list[str], family: str = "qwen2_vl", max_pixels: int = 112 * 112) -> Any:
+    """An offline ``Qwen2VLProcessor`` / ``Qwen2_5_VLProcessor`` for the tiny Qwen configs (patch 14, 2×2 merge,
+    temporal patch 2). Needs torchvision for the video processor (the vLLM environment has it)."""
+    import warnings
+
+    import transformers as tf
+
+    kw = dict(min_pixels=56 * 56, max_pixels=max_pixels, patch_size=14, merge_size=2, temporal_patch_size=2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ip, vp = tf.Qwen2VLImageProcessor(**kw), tf.Qwen2VLVideoProcessor(**kw)
+    cls = tf.Qwen2_5_VLProcessor if family == "qwen2_5_vl" else tf.Qwen2VLProcessor
+    return cls(image_processor=ip, tokenizer=make_word_tokenizer(words, QWEN_VISION_TOKENS), video_processor=vp)
 
 
 def make_llava_processor(words: list[str] = ("describe", "the", "image", ".")) -> Any:
