@@ -77,6 +77,9 @@ _LIST = [
     Preset("agile", "AgilePruner-like: per image, MMR between layer-2 attention and diversity with lambda set by the "
            "features' effective rank, keep 25%",
            _one(at=2, keep=0.25, scorer="attention", selector="adaptive", reducer="drop")),
+    Preset("mmr-l2", "tokenprune's variant: IDPruner-style MMR (0.3 x importance - 0.7 x redundancy) on layer-1 "
+           "last-token attention, pruning at LM layer 2 (FastV's place), keep 25%",
+           _one(at=2, keep=0.25, scorer="attention", selector="mmr", reducer="drop", lam=0.3)),
     Preset("divprune", "DivPrune (Alvar et al., CVPR 2025): max-min diversity on projector features before the LM, "
            "keep 25%", _one(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin", reducer="drop")),
     Preset("idpruner", "IDPruner-style MMR: 0.5 x importance (layer-0 text->visual attention) - 0.5 x redundancy, "
