@@ -32,7 +32,9 @@ class PruneHandle:
         st = rt.last_state if rt is not None else None
         if st is None:
             return None
-        return build_stats(st, rt.adapter.num_layers, rt.adapter.text_config)
+        if st.stats is None:  # built once per call (decode steps change nothing it reports)
+            st.stats = build_stats(st, rt.adapter.num_layers, rt.adapter.text_config)
+        return st.stats
 
     @property
     def auto_layer(self) -> int | None:

@@ -55,6 +55,7 @@ class CallState:
     step_masks: dict = field(default_factory=dict)
     current: Segment | None = None
     previous_layer: tuple | None = None  # (index, input hidden, rotary tables) of the layer before a stage
+    stats: Any = None  # the PruneStats built from this call (handle.stats), once asked for
 
     def bind_cache(self, cache: Any) -> None:
         self.cache_ref = weakref.ref(cache) if cache is not None else None
