@@ -80,6 +80,13 @@ _LIST = [
     Preset("mmr-l2", "tokenprune's variant: IDPruner-style MMR (0.3 x importance - 0.7 x redundancy) on layer-1 "
            "last-token attention, pruning at LM layer 2 (FastV's place), keep 25%",
            _one(at=2, keep=0.25, scorer="attention", selector="mmr", reducer="drop", lam=0.3)),
+    Preset("mmr-l2-pa", "mmr-l2 with the pruned tokens merged into their most similar kept token and ToMe's "
+           "proportional attention (log group size added to each merged key's logits), LM layer 2, keep 25%",
+           _one(at=2, keep=0.25, scorer="attention", selector="mmr", reducer="merge", lam=0.3, proportional=True)),
+    Preset("idpruner-pa", "IDPruner-style MMR before the LM with the pruned tokens merged into their most similar "
+           "kept token and ToMe's proportional attention, keep 25%",
+           _one(at=PRE_LLM, keep=0.25, scorer="attention", selector="mmr", reducer="merge", lam=0.5,
+                proportional=True)),
     Preset("divprune", "DivPrune (Alvar et al., CVPR 2025): max-min diversity on projector features before the LM, "
            "keep 25%", _one(at=PRE_LLM, keep=0.25, scorer="norm", selector="maxmin", reducer="drop")),
     Preset("idpruner", "IDPruner-style MMR: 0.5 x importance (layer-0 text->visual attention) - 0.5 x redundancy, "

@@ -16,31 +16,68 @@ def drop(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor,
     return hidden[keep_idx]
 
 
-@REDUCERS.register("merge", options=[CONTEXTUAL])
+PROPORTIONAL = Option("proportional", bool, False, "ToMe's proportional attention: merge by token counts and add "
+                      "log(count) to the attention logits of each merged key in every later layer")
+
+
+def _merge_targets(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor,
+                   contextual: int) -> torch.Tensor:
+    """For each pruned token, the kept token (a position in ``keep_idx``) it joins: its most similar kept token by
+    cosine, or with ``contextual = c > 0`` the most similar of the ``c`` lowest-scored kept tokens."""
+    targets = torch.arange(keep_idx.numel(), device=hidden.device)
+    if contextual > 0:
+        c = min(contextual, keep_idx.numel())
+        targets = torch.argsort(scores[keep_idx].float(), stable=True)[:c]  # the centres, as positions in keep_idx
+    f = torch.nn.functional.normalize(hidden.float(), dim=-1)
+    return targets[(f[pruned_idx] @ f[keep_idx[targets]].T).argmax(1)]
+
+
+def _weighted_mean(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, target: torch.Tensor,
+                   w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each kept token's group mean with weights ``w`` (per token of the item), and the groups' total weights."""
+    num = hidden[keep_idx].float() * w[keep_idx, None]
+    num = num.index_add(0, target, hidden[pruned_idx].float() * w[pruned_idx, None])
+    den = w[keep_idx].index_add(0, target, w[pruned_idx])
+    return (num / den[:, None]).to(hidden.dtype), den
+
+
+@REDUCERS.register("merge", options=[CONTEXTUAL, PROPORTIONAL])
 def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor, *,
-          contextual: int = 0) -> torch.Tensor:
+          contextual: int = 0, proportional: bool = False) -> torch.Tensor:
     """Each pruned token joins its most similar kept token (cosine); a kept token becomes the weighted mean of its
     group with weights ``w = max(score, 1e-6)``, so ``Σ_groups W_g · merged_g = Σ_i w_i · x_i``. The merged token
     keeps the position of the kept token it replaces.
 
     ``contextual = c > 0`` (VisionZip, with the ``visionzip`` selector): pruned tokens join only the ``c`` lowest-
-    scored kept tokens (the contextual centres) with equal weights; the dominant tokens stay unchanged."""
-    kept = hidden[keep_idx]
-    if pruned_idx.numel() == 0:
-        return kept
-    w = scores.float().clamp(min=1e-6)
-    targets = torch.arange(keep_idx.numel(), device=hidden.device)
-    if contextual > 0:
-        c = min(contextual, keep_idx.numel())
-        targets = torch.argsort(scores[keep_idx].float(), stable=True)[:c]  # the centres, as positions in keep_idx
-        w = torch.ones_like(w)
-    f = torch.nn.functional.normalize(hidden.float(), dim=-1)
-    target = targets[(f[pruned_idx] @ f[keep_idx[targets]].T).argmax(1)]  # [V-k] -> index into keep_idx
-    num = kept.float() * w[keep_idx, None]
-    num = num.index_add(0, target, hidden[pruned_idx].float() * w[pruned_idx, None])
-    den = w[keep_idx].index_add(0, target, w[pruned_idx])
-    return (num / den[:, None]).to(hidden.dtype)
+    scored kept tokens (the contextual centres) with equal weights; the dominant tokens stay unchanged.
 
+    ``proportional`` (ToMe, Bolya et al., ICLR 2023): the weights are token counts (each original token counts 1,
+    a token merged earlier counts its group), and the runtime adds ``log(count)`` to the attention logit of every
+    merged key in all later layers and decode steps, so a group attracts the attention mass its members would
+    have (see :func:`merge_counts`)."""
+    if pruned_idx.numel() == 0:
+        return hidden[keep_idx]
+    return merge_counts(hidden, keep_idx, pruned_idx, scores, None, contextual, proportional)[0]
+
+
+def merge_counts(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor,
+                 counts: torch.Tensor | None, contextual: int = 0, proportional: bool = True
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`merge` and the number of original tokens each kept token stands for afterwards (``counts``: those of
+    the item's current tokens, ``None`` = all 1)."""
+    counts = torch.ones(hidden.shape[0], device=hidden.device) if counts is None else counts.float()
+    if pruned_idx.numel() == 0:
+        return hidden[keep_idx], counts[keep_idx]
+    target = _merge_targets(hidden, keep_idx, pruned_idx, scores, contextual)
+    if proportional:
+        w = counts
+    elif contextual > 0:
+        w = torch.ones_like(counts)
+    else:
+        w = scores.float().clamp(min=1e-6)
+    merged, _ = _weighted_mean(hidden, keep_idx, pruned_idx, target, w)
+    new_counts = counts[keep_idx].index_add(0, target, counts[pruned_idx])
+    return merged, new_counts
 
 
 RECYCLED = Option("recycled", int, 4, "kept slots (the lowest-scored) that become recycled tokens", low=1)

@@ -14,6 +14,7 @@ from ..registry import SCORERS
 from .decode import Decode
 from .features import FeatureCapture
 from .hooks import HookSet
+from .key_bias import add_key_bias
 from .prefill import Prefill, StageTiming
 from .state import CallContext, CallState
 
@@ -35,6 +36,12 @@ class Runtime(FeatureCapture, Prefill, Decode):
         self.auto_layer: int | None = None  # the resolved entropy-collapse layer, once known
         self.stage_callbacks: list[Callable[[StageTiming], None]] = []
         self._captures: set[str] = set().union(*(s.captures() for s in config.stages))
+        self._proportional = any(s.reducer == "merge" and s.reducer_kwargs.get("proportional") for s in config.stages)
+        impl = getattr(model.config, "_attn_implementation", None) or ""
+        if self._proportional and impl.startswith("flash"):
+            raise UnsupportedModelError(f"Stage.proportional: proportional attention adds a bias to the attention "
+                                        f"logits, which attn_implementation {impl!r} cannot take; load the model "
+                                        f"with 'sdpa' or 'eager'")
         if "vision_attention" in self._captures and not adapter.supports_cls_attention:
             raise UnsupportedModelError(
                 f"Stage.scorer: vision-tower [CLS] attention is not available for model_type "
@@ -79,7 +86,7 @@ class Runtime(FeatureCapture, Prefill, Decode):
         self.hooks.pre_hook(a.vlm, self._vlm_pre)
         self.hooks.pre_hook(a.lm, self._lm_pre)
         self.hooks.post_hook(a.lm, self._lm_post)
-        if self._layer_stage or self._auto is not None:
+        if self._layer_stage or self._auto is not None or self._proportional:
             # only stages inside the LM need per-layer work (masks, positions, scoring inputs); a pre_llm-only
             # config hands the LM a shorter sequence and leaves its layers unhooked (no per-layer hook cost)
             for i, layer in enumerate(a.layers):
@@ -226,13 +233,22 @@ class Runtime(FeatureCapture, Prefill, Decode):
         if st.phase == "prefill" and (i + 1) in self._layer_stage:
             # FastV scores the stage at K from layer K-1's attention: keep that layer's input (no copy)
             st.previous_layer = (i, args[0] if args else kwargs["hidden_states"], kwargs["position_embeddings"])
-        if seg is None or seg.via_lm:
+        if seg is None or (seg.via_lm and seg.key_bias is None):
             return args, kwargs
-        if st.phase != "prefill":
-            hidden = args[0] if args else kwargs["hidden_states"]
-            key = (seg.start_layer, self.adapter.layer_type(i))
+        hidden = args[0] if args else kwargs["hidden_states"]
+        key = (seg.start_layer, self.adapter.layer_type(i))
+        cache = self._cache_of(st)
+        past = cache.get_seq_length(i) if cache is not None and st.phase != "prefill" else 0
+        if seg.via_lm:  # a pre_llm proportional merge: the LM's own mask for this layer, plus the key bias
+            masks = seg.bias_masks if st.phase == "prefill" else st.step_masks
+            if key not in masks:
+                masks[key] = add_key_bias(kwargs.get("attention_mask"), seg.key_bias, hidden, past)
+            kwargs["attention_mask"] = masks[key]
+        elif st.phase != "prefill":
             if key not in st.step_masks:
                 mask2d = torch.cat([seg.valid, st.step_tail], dim=1)
-                st.step_masks[key] = self.adapter.make_mask(i, hidden, mask2d, self._cache_of(st))
+                mask = self.adapter.make_mask(i, hidden, mask2d, cache)
+                st.step_masks[key] = (add_key_bias(mask, seg.key_bias, hidden, past) if seg.key_bias is not None
+                                      else mask)
             kwargs["attention_mask"] = st.step_masks[key]
         return args, kwargs

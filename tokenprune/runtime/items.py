@@ -29,6 +29,7 @@ class MediaItem:
     padding: torch.Tensor | None = None
     grid: tuple[int, int, int] | None = None
     flow: dict[str, torch.Tensor] | None = None  # per original token and vision layer: flowcut's statistics
+    counts: torch.Tensor | None = None  # per surviving token: original tokens merged into it (proportional merge)
 
     @property
     def frames(self) -> int:

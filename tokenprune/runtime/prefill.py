@@ -16,6 +16,7 @@ from .attention import layer_attention
 from .auto_layer import entropy_collapse_layer
 from .compact import compaction_index, gather_tokens, inverse_index, is_left_padded
 from .items import MediaItem, find_items
+from .key_bias import add_key_bias, segment_key_bias
 from .stage import StageResult, run_stage
 from .state import CallState, Segment, StageRecord
 
@@ -100,6 +101,8 @@ class Prefill:
         if kwargs.get("position_ids") is not None:
             pk["position_ids"] = gather_tokens(kwargs["position_ids"], idx, -1)
         pk["attention_mask"] = self.adapter.make_mask(i, new_hidden, seg.valid, self._cache_of(st))
+        if seg.key_bias is not None:
+            pk["attention_mask"] = add_key_bias(pk["attention_mask"], seg.key_bias, new_hidden, 0)
         seg.prefill_kwargs = pk
         kwargs.update(pk)
         return new_hidden
@@ -129,9 +132,13 @@ class Prefill:
             for callback in list(self.stage_callbacks):
                 callback(timing)
         if res is not None:
-            for row, sels in zip(st.images, res.selections):
-                for im, sel in zip(row, sels):
+            for r, (row, sels) in enumerate(zip(st.images, res.selections)):
+                for j, (im, sel) in enumerate(zip(row, sels)):
                     im.alive = im.alive[sel]
+                    if res.counts is not None:
+                        im.counts = res.counts[r][j]
+                    elif im.counts is not None:
+                        im.counts = im.counts[sel]
             if self.local.session is not None:
                 self.local.session[stage_index] = res
         st.records.append(StageRecord(
@@ -149,7 +156,8 @@ class Prefill:
             for im in row:
                 im.pos = inv[r, im.pos]
                 im.pos = im.pos[im.pos >= 0]
-        seg = Segment(start_layer=start_layer, valid=valid, dense_idx=dense_idx, via_lm=via_lm, idx_local=idx)
+        seg = Segment(start_layer=start_layer, valid=valid, dense_idx=dense_idx, via_lm=via_lm, idx_local=idx,
+                      key_bias=segment_key_bias(st.images, valid))
         st.segments.append(seg)
         return seg
 

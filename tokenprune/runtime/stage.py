@@ -8,6 +8,7 @@ import torch
 
 from ..config import Stage
 from ..errors import InputError, InternalError
+from ..reduce import merge_counts
 from ..registry import REDUCERS, SCORERS, SELECTORS
 from ..scoring.view import TokenView
 from .items import MediaItem
@@ -19,6 +20,7 @@ class StageResult:
     hidden: torch.Tensor  # [B, n, D] possibly modified by a merging reducer
     selections: list[list[torch.Tensor]]  # per row, per image: kept indices local to the image's current tokens
     scores: list[list[torch.Tensor]]  # per row, per image: the scores the selection was made from
+    counts: list[list[torch.Tensor]] | None = None  # proportional merging: original tokens per kept token
 
 
 def budgets(stage: Stage, images: list[list[MediaItem]]) -> list[list[int]]:
@@ -102,8 +104,10 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
     chosen = frozen.selections if frozen is not None else _select(stage, scores, feats, images, ks)
     keep = valid.clone()
     out_hidden = hidden
+    proportional = stage.reducer == "merge" and bool(stage.reducer_kwargs.get("proportional"))
+    counts: list[list[torch.Tensor]] | None = [] if proportional else None
     for r, row in enumerate(images):
-        sel_row, score_row, off = [], [], 0
+        sel_row, score_row, count_row, off = [], [], [], 0
         for j, im in enumerate(row):
             m = im.pos.numel()
             keep[r, im.pos] = False
@@ -115,14 +119,22 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
                     out_hidden = hidden.clone()
                 pruned = torch.ones(m, dtype=torch.bool, device=hidden.device)
                 pruned[sel] = False
-                out_hidden[r, im.pos[sel]] = reducer(hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s,
-                                                     **stage.reducer_kwargs)
+                if proportional:
+                    out_hidden[r, im.pos[sel]], kept_counts = merge_counts(
+                        hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s, im.counts,
+                        stage.reducer_kwargs.get("contextual", 0))
+                    count_row.append(kept_counts)
+                else:
+                    out_hidden[r, im.pos[sel]] = reducer(hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s,
+                                                         **stage.reducer_kwargs)
             sel_row.append(sel)
             score_row.append(s)
             off += m
         selections.append(sel_row)
         all_scores.append(score_row)
-    return StageResult(keep=keep, hidden=out_hidden, selections=selections, scores=all_scores)
+        if counts is not None:
+            counts.append(count_row)
+    return StageResult(keep=keep, hidden=out_hidden, selections=selections, scores=all_scores, counts=counts)
 
 
 def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, images: list[list[MediaItem]],

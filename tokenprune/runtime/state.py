@@ -26,6 +26,8 @@ class Segment:
     via_lm: bool
     idx_local: torch.Tensor | None = None  # [B, L] positions in the previous segment's sequence
     prefill_kwargs: dict[str, Any] = field(default_factory=dict)
+    key_bias: torch.Tensor | None = None  # [B, L] log(count) of merged keys (proportional attention), else None
+    bias_masks: dict = field(default_factory=dict)  # prefill masks with the key bias, per layer type (pre_llm)
 
 
 @dataclass
