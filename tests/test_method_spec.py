@@ -62,6 +62,9 @@ def test_servable_follows_options():
         vllm_check(PruneConfig([Stage("pre_llm", keep=2, scorer="debiased_attention", base="cls_attention")]))
     vllm_check(PruneConfig([Stage("pre_llm", keep=2, scorer="debiased_attention", base="cls_attention",
                                   padding=False)]))
+    with pytest.raises(ConfigError, match="proportional=True"):
+        vllm_check(PruneConfig([Stage("pre_llm", keep=2, scorer="norm", reducer="merge", proportional=True)]))
+    vllm_check(PruneConfig([Stage("pre_llm", keep=2, scorer="norm", reducer="merge")]))
 
 
 def test_family_registered_twice_raises():

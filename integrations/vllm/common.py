@@ -75,6 +75,9 @@ def check(cfg: PruneConfig) -> Stage:
 def why_not_servable(spec: MethodSpec, options: dict[str, Any] | None = None) -> str | None:
     """Why a method (with ``options``) cannot run inside vLLM, read from its spec; ``None`` when it can."""
     opts = options or {}
+    if opts.get("proportional"):
+        return (f"{spec.kind} {spec.name!r} with proportional=True adds log(count) to merged keys' attention logits; "
+                f"vLLM's attention backends take no per-key bias (use proportional=False)")
     if "pre_llm" not in spec.where:
         return f"{spec.kind} {spec.name!r} cannot run before the language model"
     if spec.is_query_dependent(opts):
