@@ -87,6 +87,11 @@ class Stage:
         return set().union(*(spec.captures_for(self.kwargs[k]) for k, spec in self.specs.items()))
 
     @property
+    def proportional(self) -> bool:
+        """Whether this stage merges with ToMe's proportional attention (``merge`` with ``proportional=True``)."""
+        return self.reducer == "merge" and bool(self.reducer_kwargs.get("proportional"))
+
+    @property
     def layer(self) -> int | None:
         """The LM layer index of an in-LLM stage, ``None`` for ``pre_llm`` and (until resolved) ``auto``."""
         return None if self.at in (PRE_LLM, AUTO) else int(self.at)

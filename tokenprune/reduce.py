@@ -33,12 +33,12 @@ def _merge_targets(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: tor
 
 
 def _weighted_mean(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, target: torch.Tensor,
-                   w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Each kept token's group mean with weights ``w`` (per token of the item), and the groups' total weights."""
+                   w: torch.Tensor) -> torch.Tensor:
+    """Each kept token's group mean with weights ``w`` (per token of the item)."""
     num = hidden[keep_idx].float() * w[keep_idx, None]
     num = num.index_add(0, target, hidden[pruned_idx].float() * w[pruned_idx, None])
     den = w[keep_idx].index_add(0, target, w[pruned_idx])
-    return (num / den[:, None]).to(hidden.dtype), den
+    return (num / den[:, None]).to(hidden.dtype)
 
 
 @REDUCERS.register("merge", options=[CONTEXTUAL, PROPORTIONAL])
@@ -75,7 +75,7 @@ def merge_counts(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch
         w = torch.ones_like(counts)
     else:
         w = scores.float().clamp(min=1e-6)
-    merged, _ = _weighted_mean(hidden, keep_idx, pruned_idx, target, w)
+    merged = _weighted_mean(hidden, keep_idx, pruned_idx, target, w)
     new_counts = counts[keep_idx].index_add(0, target, counts[pruned_idx])
     return merged, new_counts
 

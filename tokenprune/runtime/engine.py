@@ -36,7 +36,7 @@ class Runtime(FeatureCapture, Prefill, Decode):
         self.auto_layer: int | None = None  # the resolved entropy-collapse layer, once known
         self.stage_callbacks: list[Callable[[StageTiming], None]] = []
         self._captures: set[str] = set().union(*(s.captures() for s in config.stages))
-        self._proportional = any(s.reducer == "merge" and s.reducer_kwargs.get("proportional") for s in config.stages)
+        self._proportional = any(s.proportional for s in config.stages)
         impl = getattr(model.config, "_attn_implementation", None) or ""
         if self._proportional and impl.startswith("flash"):
             raise UnsupportedModelError(f"Stage.proportional: proportional attention adds a bias to the attention "

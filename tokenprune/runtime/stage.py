@@ -104,8 +104,7 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
     chosen = frozen.selections if frozen is not None else _select(stage, scores, feats, images, ks)
     keep = valid.clone()
     out_hidden = hidden
-    proportional = stage.reducer == "merge" and bool(stage.reducer_kwargs.get("proportional"))
-    counts: list[list[torch.Tensor]] | None = [] if proportional else None
+    counts: list[list[torch.Tensor]] | None = [] if stage.proportional else None
     for r, row in enumerate(images):
         sel_row, score_row, count_row, off = [], [], [], 0
         for j, im in enumerate(row):
@@ -119,7 +118,7 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
                     out_hidden = hidden.clone()
                 pruned = torch.ones(m, dtype=torch.bool, device=hidden.device)
                 pruned[sel] = False
-                if proportional:
+                if stage.proportional:
                     out_hidden[r, im.pos[sel]], kept_counts = merge_counts(
                         hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s, im.counts,
                         stage.reducer_kwargs.get("contextual", 0))
