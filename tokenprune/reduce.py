@@ -20,25 +20,27 @@ PROPORTIONAL = Option("proportional", bool, False, "ToMe's proportional attentio
                       "log(count) to the attention logits of each merged key in every later layer")
 
 
-def _merge_targets(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor,
-                   contextual: int) -> torch.Tensor:
-    """For each pruned token, the kept token (a position in ``keep_idx``) it joins: its most similar kept token by
-    cosine, or with ``contextual = c > 0`` the most similar of the ``c`` lowest-scored kept tokens."""
-    targets = torch.arange(keep_idx.numel(), device=hidden.device)
+def _merge_targets(kept: torch.Tensor, pruned: torch.Tensor, kept_scores: torch.Tensor,
+                   contextual: int) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """For each pruned row, the kept row it joins: its most similar kept row by cosine, or with ``contextual = c >
+    0`` the most similar of the ``c`` lowest-scored kept rows (the centres). Returns ``(centres, target)``: the
+    centres' positions in ``kept`` (``None`` without ``contextual``) and each pruned row's target position, as an
+    index into ``centres`` when there are centres, else into ``kept``."""
+    centres = None
     if contextual > 0:
-        c = min(contextual, keep_idx.numel())
-        targets = torch.argsort(scores[keep_idx].float(), stable=True)[:c]  # the centres, as positions in keep_idx
-    f = torch.nn.functional.normalize(hidden.float(), dim=-1)
-    return targets[(f[pruned_idx] @ f[keep_idx[targets]].T).argmax(1)]
+        c = min(contextual, kept.shape[0])
+        centres = torch.argsort(kept_scores.float(), stable=True)[:c]
+    norm = torch.nn.functional.normalize
+    ref = norm((kept.index_select(0, centres) if centres is not None else kept).float(), dim=-1)
+    return centres, (norm(pruned.float(), dim=-1) @ ref.T).argmax(1)
 
 
-def _weighted_mean(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, target: torch.Tensor,
-                   w: torch.Tensor) -> torch.Tensor:
-    """Each kept token's group mean with weights ``w`` (per token of the item)."""
-    num = hidden[keep_idx].float() * w[keep_idx, None]
-    num = num.index_add(0, target, hidden[pruned_idx].float() * w[pruned_idx, None])
-    den = w[keep_idx].index_add(0, target, w[pruned_idx])
-    return (num / den[:, None]).to(hidden.dtype)
+def _weighted_mean(kept: torch.Tensor, pruned: torch.Tensor, target: torch.Tensor, w_kept: torch.Tensor,
+                   w_pruned: torch.Tensor) -> torch.Tensor:
+    """Each kept row's group mean (``target``: the kept row each pruned row joins) with the given weights."""
+    num = (kept.float() * w_kept[:, None]).index_add_(0, target, pruned.float() * w_pruned[:, None])
+    den = w_kept.index_add(0, target, w_pruned)
+    return (num / den[:, None]).to(kept.dtype)
 
 
 @REDUCERS.register("merge", options=[CONTEXTUAL, PROPORTIONAL])
@@ -55,29 +57,38 @@ def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor
     a token merged earlier counts its group), and the runtime adds ``log(count)`` to the attention logit of every
     merged key in all later layers and decode steps, so a group attracts the attention mass its members would
     have (see :func:`merge_counts`)."""
+    if proportional:
+        return merge_counts(hidden, keep_idx, pruned_idx, scores, None, contextual)[0]
+    kept = hidden.index_select(0, keep_idx)  # (index_select: ~3x faster than hidden[keep_idx] for rows)
     if pruned_idx.numel() == 0:
-        return hidden[keep_idx]
-    return merge_counts(hidden, keep_idx, pruned_idx, scores, None, contextual, proportional)[0]
+        return kept
+    pruned = hidden.index_select(0, pruned_idx)
+    centres, target = _merge_targets(kept, pruned, scores[keep_idx], contextual)
+    if centres is None:
+        w = scores.float().clamp(min=1e-6)
+        return _weighted_mean(kept, pruned, target, w[keep_idx], w[pruned_idx])
+    # equal weights: only the centres change (x·1 / 1 is x exactly, so the dominant rows are left as they are)
+    ones = torch.ones(pruned.shape[0], device=hidden.device)
+    out = kept.clone()
+    out.index_copy_(0, centres, _weighted_mean(kept.index_select(0, centres), pruned, target,
+                                               torch.ones(centres.numel(), device=hidden.device), ones))
+    return out
 
 
 def merge_counts(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor,
-                 counts: torch.Tensor | None, contextual: int = 0, proportional: bool = True
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """:func:`merge` and the number of original tokens each kept token stands for afterwards (``counts``: those of
-    the item's current tokens, ``None`` = all 1)."""
+                 counts: torch.Tensor | None, contextual: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`merge` with ``proportional=True`` and the number of original tokens each kept token stands for
+    afterwards (``counts``: those of the item's current tokens, ``None`` = all 1)."""
     counts = torch.ones(hidden.shape[0], device=hidden.device) if counts is None else counts.float()
+    kept = hidden.index_select(0, keep_idx)
     if pruned_idx.numel() == 0:
-        return hidden[keep_idx], counts[keep_idx]
-    target = _merge_targets(hidden, keep_idx, pruned_idx, scores, contextual)
-    if proportional:
-        w = counts
-    elif contextual > 0:
-        w = torch.ones_like(counts)
-    else:
-        w = scores.float().clamp(min=1e-6)
-    merged = _weighted_mean(hidden, keep_idx, pruned_idx, target, w)
+        return kept, counts[keep_idx]
+    pruned = hidden.index_select(0, pruned_idx)
+    centres, target = _merge_targets(kept, pruned, scores[keep_idx], contextual)
+    if centres is not None:
+        target = centres[target]
     new_counts = counts[keep_idx].index_add(0, target, counts[pruned_idx])
-    return merged, new_counts
+    return _weighted_mean(kept, pruned, target, counts[keep_idx], counts[pruned_idx]), new_counts
 
 
 RECYCLED = Option("recycled", int, 4, "kept slots (the lowest-scored) that become recycled tokens", low=1)

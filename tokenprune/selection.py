@@ -30,39 +30,46 @@ def mmr_batched(scores: torch.Tensor, features: torch.Tensor, valid: torch.Tenso
     dev = scores.device
     f = torch.nn.functional.normalize(features.float(), dim=-1)
     sim = f @ f.transpose(1, 2)  # [N, V, V] cosine similarity
-    s = scores.float()
-    smin = torch.where(valid, s, torch.full_like(s, float("inf"))).amin(1, keepdim=True)
-    smax = torch.where(valid, s, torch.full_like(s, float("-inf"))).amax(1, keepdim=True)
-    imp = torch.where(valid, (s - smin) / (smax - smin).clamp(min=1e-12), torch.zeros_like(s))
     lam_t = torch.as_tensor(lam, dtype=torch.float32, device=dev).expand(n).unsqueeze(1)
+    diverse = lam_t[:, 0] == 0
+    all_diverse, any_diverse = (True, True) if isinstance(lam, float) and lam == 0 else \
+        (bool(diverse.all()), bool(diverse.any()))
+    if all_diverse:  # DivPrune: the scores play no part (the objective's a = lam·imp is 0)
+        a = torch.zeros(n, v, device=dev)
+    else:
+        s = scores.float()
+        smin = torch.where(valid, s, torch.full_like(s, float("inf"))).amin(1, keepdim=True)
+        smax = torch.where(valid, s, torch.full_like(s, float("-inf"))).amax(1, keepdim=True)
+        imp = torch.where(valid, (s - smin) / (smax - smin).clamp(min=1e-12), torch.zeros_like(s))
+        a = lam_t * imp
     all_valid = bool(valid.all())  # the common case (one image, equal images): no V x V masking passes
-    # DivPrune's first pick (used where lam == 0): the token whose nearest valid neighbour is farthest
     diag = sim.diagonal(dim1=1, dim2=2)
     diag.fill_(float("-inf"))
     if not all_valid:
         sim.masked_fill_(~valid[:, None, :], float("-inf"))
-    nearest = 1.0 - sim.amax(2)
-    first_diverse = (nearest if all_valid else nearest.masked_fill(~valid, float("-inf"))).argmax(1)
+    first_diverse = None
+    if any_diverse:  # DivPrune's first pick (used where lam == 0): the token whose nearest valid neighbour is farthest
+        nearest = 1.0 - sim.amax(2)
+        first_diverse = (nearest if all_valid else nearest.masked_fill(~valid, float("-inf"))).argmax(1)
     # the objective lam·imp − (1 − lam)·max_{s∈S} sim(·, s) is the minimum over the picks of each pick's row of
     # ``cand = a − b·sim`` (a − b·x falls as x grows, and rounding keeps the order). A pick's own entry and invalid
     # tokens are -inf in every row, so the running minimum drops a pick by itself: three tensor ops per greedy step
-    a = lam_t * imp
-    cand = sim.mul_((lam_t - 1.0)[:, :, None])  # in place: no second V x V buffer
-    if bool(a.any()):  # adding exact zeros (lam = 0 everywhere) changes nothing
+    cand = sim.neg_() if all_diverse else sim.mul_((lam_t - 1.0)[:, :, None])  # in place: no second V x V buffer
+    if not all_diverse and bool(a.any()):  # adding exact zeros changes nothing
         cand.add_(a[:, None, :])
     if not all_valid:
         cand.masked_fill_(~valid[:, None, :], float("-inf"))  # (-inf · −b is +inf, or nan where b = 0)
     diag.fill_(float("-inf"))
     obj = a.masked_fill(~valid, float("-inf"))
     if n == 1:  # batch 1: one item's greedy loop on plain rows (numpy views on CPU: no torch dispatch per step)
-        first = int(first_diverse[0]) if float(lam_t[0, 0]) == 0 else None
+        first = int(first_diverse[0]) if any_diverse else None
         return [torch.tensor(_greedy_rows(cand[0], obj[0], ks[0], first), dtype=torch.long, device=dev).sort().values]
     rows = torch.arange(n, device=dev)
     picks = []
     for step in range(max(ks)):
         i = obj.argmax(1)  # first maximum: ties go to the lower index
-        if step == 0:
-            i = torch.where(lam_t[:, 0] == 0, first_diverse, i)
+        if step == 0 and any_diverse:
+            i = torch.where(diverse, first_diverse, i)
         picks.append(i)
         row = cand[rows, i]
         obj = row if step == 0 else torch.minimum(obj, row, out=obj)

@@ -127,6 +127,38 @@ def test_cls_attention_equals_clip_eager_attention():
     torch.testing.assert_close(torch.stack(got), expect, atol=1e-5, rtol=1e-4)
 
 
+@pytest.mark.parametrize("preset", ["visionzip", "vflowopt"])
+def test_vision_scores_read_captured_projections(preset, monkeypatch):
+    """Under a handle, the feature layer's q/k projections are captured by hooks during the tower's forward (not
+    recomputed), and the scores equal the recomputation from the tower's hidden states exactly."""
+    from tokenprune.adapters.base import get_adapter
+    from tokenprune.adapters.llava import LlavaAdapter
+
+    model = tiny("llava")
+    inputs = batch("llava", model)
+    seen = []
+    original = LlavaAdapter._feature_qk
+
+    def spy(self, out, projections, cls_only):
+        seen.append(sorted(projections or {}))
+        return original(self, out, projections, cls_only)
+
+    monkeypatch.setattr(LlavaAdapter, "_feature_qk", spy)
+    with tp.pruned(model, preset, keep=4) as h:
+        model(**inputs)
+        images = [im for row in h._runtime.last_state.images for im in row]
+        threshold = h._runtime.vflow_threshold
+    assert seen == [["k", "q"]]
+    out = model.model.get_image_features(pixel_values=inputs["pixel_values"], return_dict=True)
+    adapter = get_adapter(model)
+    if preset == "visionzip":
+        got, expect = [im.vision for im in images], adapter.cls_attention(out)
+    else:
+        got, expect = [im.flow["global"] for im in images], adapter.vision_global(out, None, None, threshold)
+    assert seen[-1] == [] and len(got) == len(expect) == 3
+    assert all(torch.equal(a, b) for a, b in zip(got, expect))
+
+
 def test_visionzip_keeps_highest_cls_attention():
     model = tiny("llava")
     inputs = batch("llava", model)

@@ -9,6 +9,7 @@ import torch.nn as nn
 from transformers import masking_utils
 
 from ..errors import RegistrationError, UnsupportedModelError
+from ..runtime.compact import take_rows
 
 ADAPTERS: dict[str, type["Adapter"]] = {}
 
@@ -162,17 +163,16 @@ class Adapter:
         ``keys``: the layer's cached (rotated) keys ``[B, H_kv, n, hd]``, reused instead of recomputed."""
         layer = self.layers[layer_idx]
         attn = layer.self_attn
-        b, n, dim = hidden.shape
+        b, n, _ = hidden.shape
         hd = attn.head_dim
-        xq = layer.input_layernorm(torch.gather(hidden, 1, q_index.unsqueeze(-1).expand(-1, -1, dim)))
+        xq = layer.input_layernorm(take_rows(hidden, q_index))
         q = attn.q_proj(xq).view(b, q_index.shape[1], -1, hd)
         if hasattr(attn, "q_norm"):
             q = attn.q_norm(q)
         q = q.transpose(1, 2)
         rotate = sys.modules[type(attn).__module__].apply_rotary_pos_emb
+        cq, sq = take_rows(cos, q_index), take_rows(sin, q_index)
         cos, sin = cos.expand(b, -1, -1), sin.expand(b, -1, -1)
-        cq = torch.gather(cos, 1, q_index.unsqueeze(-1).expand(-1, -1, cos.shape[-1]))
-        sq = torch.gather(sin, 1, q_index.unsqueeze(-1).expand(-1, -1, sin.shape[-1]))
         q = rotate(q, q, cq, sq)[0]
         if keys is None:
             k = attn.k_proj(layer.input_layernorm(hidden)).view(b, n, -1, hd)
@@ -196,10 +196,17 @@ class Adapter:
 
     # -- vision tower ---------------------------------------------------------------------------------------
     def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
-                      block_input: tuple[torch.Tensor, dict[str, Any]] | None = None) -> list[torch.Tensor] | None:
+                      block_input: tuple[torch.Tensor, dict[str, Any]] | None = None,
+                      projections: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor] | None:
         """Per item, the vision tower's attention score of each visual token (the [CLS] row, or attention received
-        where the tower has no [CLS]); ``None`` when the features cannot be aligned (e.g. anyres crops)."""
+        where the tower has no [CLS]); ``None`` when the features cannot be aligned (e.g. anyres crops).
+        ``projections``: the outputs of :meth:`vision_projection_modules` captured during the tower's forward."""
         return None
+
+    def vision_projection_modules(self) -> dict[str, nn.Module]:
+        """Modules of the vision tower whose outputs :meth:`cls_attention` / :meth:`vision_global` read (e.g. the
+        feature layer's ``q``/``k`` projections), captured by forward hooks so that they need not be recomputed."""
+        return {}
 
     def vision_capture_module(self) -> nn.Module | None:
         """A vision block whose inputs :meth:`cls_attention` needs captured by a pre-hook (``None``: none)."""
@@ -223,7 +230,8 @@ class Adapter:
         return None
 
     def vision_global(self, image_outputs: object, grid_thw: torch.Tensor | None, block_input: Any,
-                      threshold: float) -> list[torch.Tensor] | None:
+                      threshold: float, projections: dict[str, torch.Tensor] | None = None
+                      ) -> list[torch.Tensor] | None:
         """Per item, VFlowOpt's attention from the global queries of the vision layer whose output the projector
         reads (see :func:`tokenprune.scoring.vflow.global_query_attention`), one value per visual token."""
         return None

@@ -30,29 +30,48 @@ class LlavaAdapter(Adapter):
         return tf.LlavaConfig(vision_config=tf.CLIPVisionConfig(**clip), text_config=tf.LlamaConfig(**text),
                               image_token_id=ids["image"], pad_token_id=ids["pad"])
 
-    def _feature_layer_input(self, image_outputs: object) -> tuple[Any, torch.Tensor] | None:
-        """The self-attention of the CLIP layer whose output the projector reads, and that layer's normalised input;
-        ``None`` without hidden states or a single int ``vision_feature_layer`` (or for the embeddings)."""
+    def _feature_layer(self) -> Any:
+        """The CLIP encoder layer whose output the projector reads; ``None`` for a list-valued
+        ``vision_feature_layer`` or the embeddings."""
         layer_sel = self.model.config.vision_feature_layer
-        hs = getattr(image_outputs, "hidden_states", None)
-        if hs is None or not isinstance(layer_sel, int):
-            return None
-        h = layer_sel % len(hs)  # hidden_states[h] is the output of encoder layer h - 1
-        if h == 0:
+        if not isinstance(layer_sel, int):
             return None
         tower = self.vlm.vision_tower
-        layer = getattr(tower, "vision_model", tower).encoder.layers[h - 1]
-        return layer.self_attn, layer.layer_norm1(hs[h - 1])
+        layers = getattr(tower, "vision_model", tower).encoder.layers
+        h = layer_sel % (len(layers) + 1)  # hidden_states[h] is the output of encoder layer h - 1
+        return layers[h - 1] if h > 0 else None
+
+    def vision_projection_modules(self) -> dict[str, torch.nn.Module]:
+        layer = self._feature_layer()
+        return {"q": layer.self_attn.q_proj, "k": layer.self_attn.k_proj} if layer is not None else {}
+
+    def _feature_qk(self, image_outputs: object, projections: dict[str, torch.Tensor] | None,
+                    cls_only: bool) -> tuple[Any, torch.Tensor, torch.Tensor] | None:
+        """The feature layer's attention module and its q (only the [CLS] row with ``cls_only``) and k projections:
+        those captured during the tower's forward, else recomputed from the tower's hidden states (the same ops on
+        the same input); ``None`` when neither is available."""
+        layer = self._feature_layer()
+        if layer is None:
+            return None
+        attn = layer.self_attn
+        if projections and "q" in projections and "k" in projections:
+            q, k = projections["q"], projections["k"]
+            return attn, (q[:, :1] if cls_only else q), k
+        hs = getattr(image_outputs, "hidden_states", None)
+        if hs is None:
+            return None
+        x = layer.layer_norm1(hs[self.model.config.vision_feature_layer % len(hs) - 1])
+        return attn, attn.q_proj(x[:, :1] if cls_only else x), attn.k_proj(x)
 
     def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
-                      block_input: object = None) -> list[torch.Tensor] | None:
-        cfg = self.model.config
-        found = self._feature_layer_input(image_outputs)
+                      block_input: object = None,
+                      projections: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor] | None:
+        found = self._feature_qk(image_outputs, projections, cls_only=True)
         if found is None:
             return None
-        attn, x = found
-        probs = cls_row_attention(attn.q_proj(x[:, :1]), attn.k_proj(x), attn.num_heads, attn.scale)
-        if cfg.vision_feature_select_strategy == "default":
+        attn, q, k = found
+        probs = cls_row_attention(q, k, attn.num_heads, attn.scale)
+        if self.model.config.vision_feature_select_strategy == "default":
             probs = probs[:, 1:]
         return list(probs)
 
@@ -92,16 +111,16 @@ class LlavaAdapter(Adapter):
         return out
 
     def vision_global(self, image_outputs: object, grid_thw: torch.Tensor | None, block_input: Any,
-                      threshold: float) -> list[torch.Tensor] | None:
-        cfg = self.model.config
-        found = self._feature_layer_input(image_outputs)
+                      threshold: float, projections: dict[str, torch.Tensor] | None = None
+                      ) -> list[torch.Tensor] | None:
+        found = self._feature_qk(image_outputs, projections, cls_only=False)
         if found is None:
             return None
-        attn, x = found
-        n, t, e = x.shape
+        attn, q, k = found
+        n, t, e = k.shape
         heads = lambda y: y.reshape(n, t, attn.num_heads, e // attn.num_heads).transpose(1, 2).float()  # noqa: E731
-        probs = (heads(attn.q_proj(x)) @ heads(attn.k_proj(x)).transpose(-1, -2) * attn.scale).softmax(-1).mean(1)
-        first = 1 if cfg.vision_feature_select_strategy == "default" else 0
+        probs = (heads(q) @ heads(k).transpose(-1, -2) * attn.scale).softmax(-1).mean(1)
+        first = 1 if self.model.config.vision_feature_select_strategy == "default" else 0
         return [global_query_attention(p, threshold)[first:] for p in probs]
 
     def patch_entropies(self, pixel_values: torch.Tensor, grid_thw: torch.Tensor | None) -> list[torch.Tensor] | None:

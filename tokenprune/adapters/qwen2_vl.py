@@ -48,7 +48,8 @@ class Qwen2VLAdapter(Adapter):
         return self.vlm.visual.blocks[-1]
 
     def cls_attention(self, image_outputs: object, grid_thw: torch.Tensor | None = None,
-                      block_input: tuple[torch.Tensor, dict[str, Any]] | None = None) -> list[torch.Tensor] | None:
+                      block_input: tuple[torch.Tensor, dict[str, Any]] | None = None,
+                      projections: dict[str, torch.Tensor] | None = None) -> list[torch.Tensor] | None:
         """No [CLS] token: the attention each patch *receives* in the tower's last block (mean over heads and over
         the queries of its attention window), averaged over each 2x2 merge unit and put back in raster order
         (Qwen2.5-VL runs its blocks in window order)."""
@@ -71,7 +72,8 @@ class Qwen2VLAdapter(Adapter):
         return list(torch.split(self._per_unit(out, grid_thw), self._unit_counts(grid_thw), dim=-1))
 
     def vision_global(self, image_outputs: object, grid_thw: torch.Tensor | None, block_input: Any,
-                      threshold: float) -> list[torch.Tensor] | None:
+                      threshold: float, projections: dict[str, torch.Tensor] | None = None
+                      ) -> list[torch.Tensor] | None:
         """VFlowOpt's global-query attention in the tower's last block, per attention segment (a frame)."""
         if block_input is None or grid_thw is None:
             return None

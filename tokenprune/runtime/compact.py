@@ -19,6 +19,9 @@ def compaction_index(keep: torch.Tensor, left: bool) -> tuple[torch.Tensor, torc
     ``index[b]`` lists the kept positions of row ``b`` in original order, padded on the ``left`` or right; padding
     slots point at a kept position of the same row (any real token, masked out by ``valid``).
     """
+    if keep.shape[0] == 1:  # one row: no padding
+        index = keep[0].nonzero().T
+        return index, torch.ones(index.shape, dtype=torch.bool, device=keep.device)
     counts = keep.sum(1)
     length = int(counts.max()) if keep.numel() else 0
     # stable sort brings kept positions to the front in their original order
@@ -42,6 +45,10 @@ def gather_tokens(x: torch.Tensor, index: torch.Tensor, seq_dim: int) -> torch.T
     """
     seq_dim = seq_dim % x.dim()
     bdim = seq_dim - 1
+    if index.shape[0] == 1 and x.shape[bdim] == 1:  # one row: a plain index_select (gather is ~10x slower)
+        return x.index_select(seq_dim, index[0])
+    if bdim == 0:
+        return take_rows(x, index)
     shape = list(x.shape)
     shape[bdim] = index.shape[0]
     x = x.expand(*shape)
@@ -53,9 +60,22 @@ def gather_tokens(x: torch.Tensor, index: torch.Tensor, seq_dim: int) -> torch.T
     return torch.gather(x, seq_dim, idx.expand(*expand))
 
 
+def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x [B, n, ...]`` (or ``[1, n, ...]``, broadcast over rows), ``index [B, L]`` -> ``[B, L, ...]`` with
+    ``out[b, l] = x[b, index[b, l]]``: one ``index_select`` over the flattened rows."""
+    b, length = index.shape
+    if x.shape[0] == 1:
+        return x[0].index_select(0, index.reshape(-1)).view(b, length, *x.shape[2:])
+    flat = index + torch.arange(b, device=index.device)[:, None] * x.shape[1]
+    return x.reshape(b * x.shape[1], *x.shape[2:]).index_select(0, flat.reshape(-1)).view(b, length, *x.shape[2:])
+
+
 def inverse_index(index: torch.Tensor, valid: torch.Tensor, n: int) -> torch.Tensor:
     """``[B, n]`` map from old positions to new ones (``-1`` where dropped)."""
     inv = torch.full((index.shape[0], n), -1, dtype=torch.long, device=index.device)
+    if index.shape[0] == 1 and bool(valid.all()):
+        inv[0].index_copy_(0, index[0], torch.arange(index.shape[1], device=index.device))
+        return inv
     rows, cols = valid.nonzero(as_tuple=True)
     inv[rows, index[rows, cols]] = cols
     return inv

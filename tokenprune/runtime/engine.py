@@ -96,6 +96,9 @@ class Runtime(FeatureCapture, Prefill, Decode):
         capture = a.vision_capture_module() if self._captures & {"vision_attention", "vision_global"} else None
         if capture is not None:
             self.hooks.pre_hook(capture, self._capture_vision_block)
+        if self._captures & {"vision_attention", "vision_global"}:
+            for name, module in a.vision_projection_modules().items():
+                self.hooks.post_hook(module, functools.partial(self._capture_projection, name))
         if "vision_flow" in self._captures:
             for i, block in enumerate(a.flow_modules()):
                 self.hooks.pre_hook(block, functools.partial(self._capture_flow_block, i))

@@ -27,6 +27,7 @@ class FeatureCapture:
             if self.local.in_features:  # Qwen3-VL's get_video_features calls get_image_features: record once
                 return fn(*args, **kwargs)
             self.local.vision_block_input = None
+            self.local.projections = {}
             self.local.flow_blocks = []
             self.local.flow_grid = kwargs.get(f"{modality}_grid_thw", args[1] if len(args) > 1 else None)
             self.local.in_features = True
@@ -36,7 +37,8 @@ class FeatureCapture:
                 self.local.in_features = False
             pixels = kwargs.get(f"pixel_values{'_videos' if modality == 'video' else ''}", args[0] if args else None)
             grid = kwargs.get(f"{modality}_grid_thw", args[1] if len(args) > 1 else None)
-            rec = self._feature_record(modality, out, pixels, grid)
+            projections, self.local.projections = self.local.projections, None
+            rec = self._feature_record(modality, out, pixels, grid, projections)
             # generate() computes features before the first forward and passes them as mm_encoder_outputs:
             # the record travels with them
             out.__dict__["_tokenprune_record"] = rec
@@ -48,6 +50,10 @@ class FeatureCapture:
 
     def _capture_vision_block(self, module: Any, args: tuple, kwargs: dict) -> None:
         self.local.vision_block_input = (args[0] if args else kwargs["hidden_states"], kwargs)
+
+    def _capture_projection(self, name: str, module: Any, args: tuple, output: torch.Tensor) -> None:
+        if self.local.in_features and self.local.projections is not None:
+            self.local.projections[name] = output
 
     def _capture_flow_block(self, index: int, module: Any, args: tuple, kwargs: dict) -> None:
         if self.local.in_features and self.local.flow_blocks is not None:
@@ -63,8 +69,10 @@ class FeatureCapture:
             raise InputError(f"{what} cannot be aligned with the visual tokens (needs a single int "
                              f"vision_feature_layer and unpacked features, computed by the model under this handle)")
 
-    def _feature_record(self, modality: str, out: Any, pixel_values: Any = None, grid: Any = None) -> dict:
-        """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks."""
+    def _feature_record(self, modality: str, out: Any, pixel_values: Any = None, grid: Any = None,
+                        projections: dict[str, torch.Tensor] | None = None) -> dict:
+        """Per-item token counts and, when a scorer needs them, vision attention and padded-canvas masks.
+        ``projections``: vision projection outputs captured during this very features call (else recomputed)."""
         counts = self.adapter.feature_counts(out)
         rec: dict[str, Any] = {"counts": counts, "padding": None, "vision": None, "flow": None,
                                "keys": self._item_keys(out),
@@ -75,7 +83,7 @@ class FeatureCapture:
                 rec["padding"] = pad
         if "vision_attention" in self._captures:
             with torch.no_grad():
-                att = self.adapter.cls_attention(out, grid, self.local.vision_block_input)
+                att = self.adapter.cls_attention(out, grid, self.local.vision_block_input, projections)
             self._require_aligned(att, counts, f"{modality}: vision-tower attention")
             rec["vision"] = att
         if "vision_flow" in self._captures:
@@ -88,7 +96,8 @@ class FeatureCapture:
             rec["flow"] = flow
         if "vision_global" in self._captures:
             with torch.no_grad():
-                glob = self.adapter.vision_global(out, grid, self.local.vision_block_input, self.vflow_threshold)
+                glob = self.adapter.vision_global(out, grid, self.local.vision_block_input, self.vflow_threshold,
+                                                  projections)
                 ent = self.adapter.patch_entropies(pixel_values, grid) if pixel_values is not None else None
             self._require_aligned(glob, counts, f"{modality}: vision-tower attention")
             if ent is None or [e.numel() for e in ent] != counts:

@@ -72,17 +72,18 @@ def find_items(token_ids: dict[str, int], pending: dict[str, Any], b: int, devic
         extra = {key: iter(pending.get(key, {}).get(modality, [])) for key in ("vision", "padding", "grids", "flow")}
         for k in c:
             r = rows[off:off + k]
-            if k and bool((r != r[0]).any()):
+            if b > 1 and k and bool((r != r[0]).any()):
                 raise InputError(f"input_ids: a {modality} item's {k} placeholder tokens span several samples")
             v, p, g, f = (next(extra[key], None) for key in ("vision", "padding", "grids", "flow"))
             if k:
-                items[int(r[0])].append(MediaItem(int(r[0]), modality, cols[off:off + k].to(device),
-                                                  torch.arange(k, device=device), k,
-                                                  v.to(device) if v is not None else None,
-                                                  p.to(device) if p is not None else None, g,
-                                                  {n: t.to(device) for n, t in f.items() if t is not None}
-                                                  if f is not None else None))
+                r0 = int(r[0]) if b > 1 else 0
+                items[r0].append(MediaItem(r0, modality, cols[off:off + k].to(device), torch.arange(k, device=device),
+                                           k, v.to(device) if v is not None else None,
+                                           p.to(device) if p is not None else None, g,
+                                           {n: t.to(device) for n, t in f.items() if t is not None}
+                                           if f is not None else None))
             off += k
     for row in items:
-        row.sort(key=lambda im: int(im.pos[0]))
+        if len(row) > 1:
+            row.sort(key=lambda im: int(im.pos[0]))
     return items

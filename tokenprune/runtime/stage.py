@@ -40,10 +40,49 @@ def budgets(stage: Stage, images: list[list[MediaItem]]) -> list[list[int]]:
     return out
 
 
+def _one_item_rows(images: list[list[MediaItem]], ks: list[list[int]], dev: torch.device) -> dict | None:
+    """The view's per-token tensors when every row holds exactly one item and all items have the same number of
+    tokens (batch 1, or equal images): stacked per-item tensors instead of zero-filled buffers written slice by
+    slice. ``None`` otherwise."""
+    if not all(len(row) == 1 for row in images):
+        return None
+    items = [row[0] for row in images]
+    m = items[0].pos.numel()
+    if any(im.pos.numel() != m for im in items):
+        return None
+    b = len(items)
+    stack = lambda xs: xs[0][None] if b == 1 else torch.stack(xs)  # noqa: E731
+    budgets, grids = {k for (k,) in ks}, {im.grid[1:] if im.grid is not None else (0, 0) for im in items}
+    # (full/expand: a few µs where repeat takes ~15; these small per-call ops add up at batch 1)
+    t = {"vi": stack([im.pos for im in items]), "vm": torch.ones(b, m, dtype=torch.bool, device=dev),
+         "iid": torch.zeros(b, m, dtype=torch.long, device=dev),
+         "loc": torch.arange(m, device=dev).expand(b, m).contiguous(), "ilen": torch.full((b, m), m, device=dev),
+         "bud": (torch.full((b, m), budgets.pop(), device=dev) if len(budgets) == 1 else
+                 torch.tensor([k for (k,) in ks], device=dev)[:, None].repeat(1, m)),
+         "frame": stack([im.frame_of(im.alive) for im in items]),
+         "cell": stack([im.cell_of(im.alive) for im in items]),
+         "hw": (torch.tensor(grids.pop(), device=dev).expand(b, m, 2).contiguous() if len(grids) == 1 else
+                torch.tensor([im.grid[1:] if im.grid is not None else (0, 0) for im in items],
+                             device=dev)[:, None, :].repeat(1, m, 1)),
+         "vis_att": None, "pad": None}
+    if any(im.vision is not None for im in items):
+        for j, im in enumerate(items):
+            if im.vision is None:
+                raise InputError(f"vision-tower attention is unavailable for {im.modality} 0 of sample {j}")
+        t["vis_att"] = stack([im.vision[im.alive].float() for im in items])
+    if any(im.padding is not None for im in items):
+        t["pad"] = stack([im.padding[im.alive] if im.padding is not None else
+                          torch.zeros(m, dtype=torch.bool, device=dev) for im in items])
+    return t
+
+
 def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[MediaItem]], ks: list[list[int]],
                layer: int | None, generator: torch.Generator,
                attention_fn: Callable[[TokenView, str, str], torch.Tensor] | None) -> TokenView:
     b = hidden.shape[0]
+    fast = _one_item_rows(images, ks, hidden.device)
+    if fast is not None:
+        return _make_view(hidden, valid, images, layer, generator, attention_fn, **fast)
     vmax = max((sum(im.pos.numel() for im in row) for row in images), default=0)
     dev = hidden.device
     z = lambda dtype=torch.long: torch.zeros(b, vmax, dtype=dtype, device=dev)  # noqa: E731
@@ -71,6 +110,15 @@ def build_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
             if pad is not None and im.padding is not None:
                 pad[r, sl] = im.padding[im.alive]
             off += m
+    return _make_view(hidden, valid, images, layer, generator, attention_fn, vi, vm, iid, loc, ilen, bud, frame, cell,
+                      hw, vis_att, pad)
+
+
+def _make_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[MediaItem]], layer: int | None,
+               generator: torch.Generator, attention_fn: Callable[[TokenView, str, str], torch.Tensor] | None,
+               vi: torch.Tensor, vm: torch.Tensor, iid: torch.Tensor, loc: torch.Tensor, ilen: torch.Tensor,
+               bud: torch.Tensor, frame: torch.Tensor, cell: torch.Tensor, hw: torch.Tensor,
+               vis_att: torch.Tensor | None, pad: torch.Tensor | None) -> TokenView:
     flow = {(r, j): {n: t[..., im.alive] for n, t in im.flow.items()}
             for r, row in enumerate(images) for j, im in enumerate(row) if im.flow is not None}
     view = TokenView(hidden=hidden, visual_index=vi, visual_mask=vm, item_id=iid, local_index=loc, item_len=ilen,
@@ -118,14 +166,14 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
                     out_hidden = hidden.clone()
                 pruned = torch.ones(m, dtype=torch.bool, device=hidden.device)
                 pruned[sel] = False
+                item_hidden = hidden[r].index_select(0, im.pos)  # (index_select: ~4x faster than hidden[r, pos])
                 if stage.proportional:
-                    out_hidden[r, im.pos[sel]], kept_counts = merge_counts(
-                        hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s, im.counts,
-                        stage.reducer_kwargs.get("contextual", 0))
+                    reduced, kept_counts = merge_counts(item_hidden, sel, pruned.nonzero().squeeze(1), s, im.counts,
+                                                        stage.reducer_kwargs.get("contextual", 0))
                     count_row.append(kept_counts)
                 else:
-                    out_hidden[r, im.pos[sel]] = reducer(hidden[r, im.pos], sel, pruned.nonzero().squeeze(1), s,
-                                                         **stage.reducer_kwargs)
+                    reduced = reducer(item_hidden, sel, pruned.nonzero().squeeze(1), s, **stage.reducer_kwargs)
+                out_hidden[r].index_copy_(0, im.pos[sel], reduced)
             sel_row.append(sel)
             score_row.append(s)
             off += m
@@ -143,11 +191,12 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
     once for every image of the batch."""
     selector = SELECTORS.get(stage.selector)
     items = []  # (row, image, offset, length, k)
+    fin = torch.isfinite(scores)
     for r, row in enumerate(images):
         off = 0
         for j, im in enumerate(row):
             m = im.pos.numel()
-            finite = int(torch.isfinite(scores[r, off:off + m]).sum())
+            finite = int(fin[r, off:off + m].sum())
             items.append((r, j, off, m, max(1, min(ks[r][j], finite)) if finite else ks[r][j]))
             off += m
     out: list[list[torch.Tensor]] = [[None] * len(row) for row in images]  # type: ignore[list-item]
@@ -157,26 +206,29 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
         n = len(items)
         if n == 1:  # one item: views, no padded copies
             r, _, off, m, _ = items[0]
-            s, f = scores[r:r + 1, off:off + m], feats[r:r + 1, off:off + m]
+            s, f, ok = scores[r:r + 1, off:off + m], feats[r:r + 1, off:off + m], fin[r:r + 1, off:off + m]
         else:
             s = torch.full((n, vmax), float("-inf"), device=scores.device)
             f = torch.zeros(n, vmax, feats.shape[-1], device=scores.device, dtype=feats.dtype)
             for i, (r, _, off, m, _) in enumerate(items):
                 s[i, :m], f[i, :m] = scores[r, off:off + m], feats[r, off:off + m]
-        sel = batched(s, f, torch.isfinite(s), [it[4] for it in items], **stage.selector_kwargs)
+            ok = torch.isfinite(s)
+        sel = batched(s, f, ok, [it[4] for it in items], **stage.selector_kwargs)
         for (r, j, _, _, _), one in zip(items, sel):
             out[r][j] = one
     else:
         for r, j, off, m, k in items:
             s, f = scores[r, off:off + m], (feats[r, off:off + m] if feats is not None else None)
-            ok = torch.isfinite(s).nonzero().squeeze(1)
-            if ok.numel() in (0, m):
+            ok = fin[r, off:off + m]
+            if bool(ok.all()) or not bool(ok.any()):
                 out[r][j] = selector(s, f, k, **stage.selector_kwargs)
             else:
+                ok = ok.nonzero().squeeze(1)
                 out[r][j] = ok[selector(s[ok], f[ok] if f is not None else None, k, **stage.selector_kwargs)]
     for (r, j, _, _, k) in items:
         sel = out[r][j]
-        if sel.numel() != k or sel.unique().numel() != sel.numel():
+        distinct = sel.numel() < 2 or bool((sel[1:] > sel[:-1]).all()) or sel.unique().numel() == sel.numel()
+        if sel.numel() != k or not distinct:
             raise InternalError(f"selector {stage.selector!r} returned an invalid selection (expected {k} distinct "
                                 f"indices)")
     return out

@@ -89,6 +89,7 @@ class CallContext(threading.local):
     state: CallState | None = None
     session: dict[int, Any] | None = None
     vision_block_input: tuple[torch.Tensor, dict] | None = None
+    projections: dict[str, torch.Tensor] | None = None  # vision projection outputs of the features call in flight
     flow_blocks: list | None = None  # per vision block, what the adapter's flow_block() kept (flowcut)
     flow_grid: Any = None  # the grid_thw of the features call in progress (Qwen towers: item boundaries)
     bypass: bool = False

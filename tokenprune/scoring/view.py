@@ -7,6 +7,7 @@ from typing import Callable, Iterator
 import torch
 
 from ..errors import InternalError
+from ..runtime.compact import take_rows
 
 
 @dataclass
@@ -46,8 +47,7 @@ class TokenView:
     def features(self) -> torch.Tensor:
         """``[B, V, D]`` visual features at this stage."""
         if "features" not in self._cache:
-            idx = self.visual_index.unsqueeze(-1).expand(-1, -1, self.hidden.shape[-1])
-            self._cache["features"] = torch.gather(self.hidden, 1, idx)
+            self._cache["features"] = take_rows(self.hidden, self.visual_index)
         return self._cache["features"]
 
     @property

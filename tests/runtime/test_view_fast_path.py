@@ -1,0 +1,43 @@
+"""build_view's one-item-per-row path builds exactly the tensors of the general path."""
+import dataclasses
+
+import pytest
+import torch
+
+import tokenprune.runtime.stage as stage_mod
+from tokenprune.runtime.items import MediaItem
+from tokenprune.runtime.stage import build_view
+
+
+def _item(row: int, start: int, m: int, grid, vision: bool, padding: bool, alive=None) -> MediaItem:
+    g = torch.Generator().manual_seed(row)
+    alive = torch.arange(m) if alive is None else alive
+    return MediaItem(row, "image", torch.arange(start, start + alive.numel()), alive, m,
+                     vision=torch.rand(m, generator=g) if vision else None,
+                     padding=(torch.rand(m, generator=g) > 0.7) if padding else None, grid=grid)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+@pytest.mark.parametrize("grid", [(1, 3, 4), (2, 2, 3), None])
+@pytest.mark.parametrize("extras", [(False, False), (True, True), (True, False)])
+def test_one_item_rows_equal_general_path(rows, grid, extras, monkeypatch):
+    n, m = 20, 12
+    alive = torch.tensor([0, 2, 3, 5, 7, 8, 9, 11])  # a later stage: some tokens already pruned
+    images = [[_item(r, 2 + r, m, grid, *extras, alive=alive)] for r in range(rows)]
+    hidden, valid = torch.randn(rows, n, 6), torch.ones(rows, n, dtype=torch.bool)
+    ks = [[3 + r] for r in range(rows)]
+    fast = build_view(hidden, valid, images, ks, None, torch.Generator(), None)
+    monkeypatch.setattr(stage_mod, "_one_item_rows", lambda *a: None)
+    general = build_view(hidden, valid, images, ks, None, torch.Generator(), None)
+    for f in dataclasses.fields(fast):
+        a, b = getattr(fast, f.name), getattr(general, f.name)
+        if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+            assert a.dtype == b.dtype and torch.equal(a, b), f.name
+    assert torch.equal(fast.features, general.features)
+
+
+def test_items_of_different_sizes_take_the_general_path():
+    images = [[_item(0, 1, 5, None, False, False)], [_item(1, 1, 4, None, False, False)]]
+    assert stage_mod._one_item_rows(images, [[2], [2]], torch.device("cpu")) is None
+    two = [[_item(0, 1, 5, None, False, False), _item(0, 8, 5, None, False, False)]]
+    assert stage_mod._one_item_rows(two, [[2, 2]], torch.device("cpu")) is None
