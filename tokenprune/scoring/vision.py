@@ -10,8 +10,9 @@ from .view import TokenView
 @SCORERS.register("cls_attention", captures={"vision_attention"})
 def cls_attention_scores(view: TokenView) -> torch.Tensor:
     """VisionZip (Yang et al., CVPR 2025) / FasterVLM: score_v = mean_h softmax(q_cls · Kᵀ · d^-½)[v] at the vision
-    layer whose output the projector consumes (``vision_feature_layer``), computed from that layer's own q/k on its
-    input hidden states (the tower keeps SDPA). Query-free: usable before the LLM and inside vLLM."""
+    layer whose output the projector consumes (``vision_feature_layer``), from that layer's own q/k projections
+    (captured by forward hooks during the tower's forward, so the tower keeps SDPA; recomputed from its hidden states
+    when the features were computed outside the handle). Query-free: usable before the LLM and inside vLLM."""
     return view.vision_attention()
 
 
