@@ -52,12 +52,12 @@ def _one_item_rows(images: list[list[MediaItem]], ks: list[list[int]], dev: torc
         return None
     b = len(items)
     stack = lambda xs: xs[0][None] if b == 1 else torch.stack(xs)  # noqa: E731
-    budgets, grids = {k for (k,) in ks}, {im.grid[1:] if im.grid is not None else (0, 0) for im in items}
+    keeps, grids = {k for (k,) in ks}, {im.grid[1:] if im.grid is not None else (0, 0) for im in items}
     # (full/expand: a few µs where repeat takes ~15; these small per-call ops add up at batch 1)
     t = {"vi": stack([im.pos for im in items]), "vm": torch.ones(b, m, dtype=torch.bool, device=dev),
          "iid": torch.zeros(b, m, dtype=torch.long, device=dev),
          "loc": torch.arange(m, device=dev).expand(b, m).contiguous(), "ilen": torch.full((b, m), m, device=dev),
-         "bud": (torch.full((b, m), budgets.pop(), device=dev) if len(budgets) == 1 else
+         "bud": (torch.full((b, m), keeps.pop(), device=dev) if len(keeps) == 1 else
                  torch.tensor([k for (k,) in ks], device=dev)[:, None].repeat(1, m)),
          "frame": stack([im.frame_of(im.alive) for im in items]),
          "cell": stack([im.cell_of(im.alive) for im in items]),
