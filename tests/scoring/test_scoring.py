@@ -204,3 +204,17 @@ def test_qwen_received_attention_matches_eager_weights(family, monkeypatch):
     got = torch.cat([im.vision for row in st.images for im in row])
     assert got.numel() == int(grid.prod(-1).sum()) // 4
     torch.testing.assert_close(got, per_unit, atol=1e-6, rtol=1e-4)
+
+
+def test_take_rows_equals_gather():
+    from tokenprune.runtime.compact import take_rows
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 7, 4, generator=g)
+    idx = torch.randint(0, 7, (3, 5), generator=g)
+    expect = torch.gather(x, 1, idx.unsqueeze(-1).expand(-1, -1, 4))
+    assert torch.equal(take_rows(x, idx), expect)
+    assert torch.equal(take_rows(x[:1], idx), torch.gather(x[:1].expand(3, -1, -1), 1,
+                                                           idx.unsqueeze(-1).expand(-1, -1, 4)))
+    with pytest.raises(ValueError):
+        take_rows(x[:2], idx)

@@ -64,6 +64,8 @@ def take_rows(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
     """``x [B, n, ...]`` (or ``[1, n, ...]``, broadcast over rows), ``index [B, L]`` -> ``[B, L, ...]`` with
     ``out[b, l] = x[b, index[b, l]]``: one ``index_select`` over the flattened rows."""
     b, length = index.shape
+    if x.shape[0] not in (1, b):
+        raise ValueError(f"take_rows: x has {x.shape[0]} rows, index {b}")
     if x.shape[0] == 1:
         return x[0].index_select(0, index.reshape(-1)).view(b, length, *x.shape[2:])
     flat = index + torch.arange(b, device=index.device)[:, None] * x.shape[1]
