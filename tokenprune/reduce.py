@@ -20,19 +20,22 @@ PROPORTIONAL = Option("proportional", bool, False, "ToMe's proportional attentio
                       "log(count) to the attention logits of each merged key in every later layer")
 
 
-def _merge_targets(kept: torch.Tensor, pruned: torch.Tensor, kept_scores: torch.Tensor,
-                   contextual: int) -> tuple[torch.Tensor | None, torch.Tensor]:
-    """For each pruned row, the kept row it joins: its most similar kept row by cosine, or with ``contextual = c >
-    0`` the most similar of the ``c`` lowest-scored kept rows (the centres). Returns ``(centres, target)``: the
-    centres' positions in ``kept`` (``None`` without ``contextual``) and each pruned row's target position, as an
-    index into ``centres`` when there are centres, else into ``kept``."""
+def _merge_groups(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor,
+                  contextual: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """The kept and pruned rows (gathered once, ``index_select``: ~3x faster than ``hidden[idx]`` for rows) and,
+    for each pruned row, the kept row it joins: its most similar kept row by cosine, or with ``contextual = c > 0``
+    the most similar of the ``c`` lowest-scored kept rows (the centres). Returns ``(kept, pruned, centres,
+    target)``: ``centres`` their positions in ``kept`` (``None`` without ``contextual``), ``target`` each pruned
+    row's target as an index into ``centres`` when there are centres, else into ``kept``. ``pruned_idx`` is not
+    empty."""
+    kept, pruned = hidden.index_select(0, keep_idx), hidden.index_select(0, pruned_idx)
     centres = None
     if contextual > 0:
         c = min(contextual, kept.shape[0])
-        centres = torch.argsort(kept_scores.float(), stable=True)[:c]
+        centres = torch.argsort(scores[keep_idx].float(), stable=True)[:c]
     norm = torch.nn.functional.normalize
     ref = norm((kept.index_select(0, centres) if centres is not None else kept).float(), dim=-1)
-    return centres, (norm(pruned.float(), dim=-1) @ ref.T).argmax(1)
+    return kept, pruned, centres, (norm(pruned.float(), dim=-1) @ ref.T).argmax(1)
 
 
 def _weighted_mean(kept: torch.Tensor, pruned: torch.Tensor, target: torch.Tensor, w_kept: torch.Tensor,
@@ -59,11 +62,9 @@ def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor
     have (see :func:`merge_counts`)."""
     if proportional:
         return merge_counts(hidden, keep_idx, pruned_idx, scores, None, contextual)[0]
-    kept = hidden.index_select(0, keep_idx)  # (index_select: ~3x faster than hidden[keep_idx] for rows)
     if pruned_idx.numel() == 0:
-        return kept
-    pruned = hidden.index_select(0, pruned_idx)
-    centres, target = _merge_targets(kept, pruned, scores[keep_idx], contextual)
+        return hidden.index_select(0, keep_idx)
+    kept, pruned, centres, target = _merge_groups(hidden, keep_idx, pruned_idx, scores, contextual)
     if centres is None:
         w = scores.float().clamp(min=1e-6)
         return _weighted_mean(kept, pruned, target, w[keep_idx], w[pruned_idx])
@@ -80,11 +81,9 @@ def merge_counts(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch
     """:func:`merge` with ``proportional=True`` and the number of original tokens each kept token stands for
     afterwards (``counts``: those of the item's current tokens, ``None`` = all 1)."""
     counts = torch.ones(hidden.shape[0], device=hidden.device) if counts is None else counts.float()
-    kept = hidden.index_select(0, keep_idx)
     if pruned_idx.numel() == 0:
-        return kept, counts[keep_idx]
-    pruned = hidden.index_select(0, pruned_idx)
-    centres, target = _merge_targets(kept, pruned, scores[keep_idx], contextual)
+        return hidden.index_select(0, keep_idx), counts[keep_idx]
+    kept, pruned, centres, target = _merge_groups(hidden, keep_idx, pruned_idx, scores, contextual)
     if centres is not None:
         target = centres[target]
     new_counts = counts[keep_idx].index_add(0, target, counts[pruned_idx])

@@ -93,10 +93,10 @@ class Runtime(FeatureCapture, Prefill, Decode):
                 self.hooks.pre_hook(layer, functools.partial(self._layer_pre, i))
         for modality, name in a.feature_methods().items():
             self.hooks.patch(a.vlm, name, self._wrap_features(modality, getattr(a.vlm, name)))
-        capture = a.vision_capture_module() if self._captures & {"vision_attention", "vision_global"} else None
-        if capture is not None:
-            self.hooks.pre_hook(capture, self._capture_vision_block)
         if self._captures & {"vision_attention", "vision_global"}:
+            capture = a.vision_capture_module()
+            if capture is not None:
+                self.hooks.pre_hook(capture, self._capture_vision_block)
             for name, module in a.vision_projection_modules().items():
                 self.hooks.post_hook(module, functools.partial(self._capture_projection, name))
         if "vision_flow" in self._captures:
