@@ -119,6 +119,21 @@ def test_contextual_merge_leaves_dominant_tokens_untouched():
         torch.testing.assert_close(out[2 + j], members.mean(0))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_equal_weight_group_mean_is_the_weighted_mean_with_unit_weights(dtype):
+    """The contextual merge's equal-weight path gives bit for bit what the general weighted mean gives with ones."""
+    from tokenprune.reduce import _group_mean, _weighted_mean
+
+    g = torch.Generator().manual_seed(7)
+    kept, pruned = torch.randn(6, 16, generator=g).to(dtype), torch.randn(40, 16, generator=g).to(dtype)
+    target = torch.randint(0, 5, (40,), generator=g)  # centre 5 gets no member: stays itself
+    before = kept.clone()
+    ref = _weighted_mean(kept, pruned, target, torch.ones(6), torch.ones(40))
+    out = _group_mean(kept, pruned, target)
+    assert out.dtype == dtype and torch.equal(out, ref) and torch.equal(out[5], kept[5])
+    assert torch.equal(kept, before)  # inputs untouched (kept.float() is kept itself for float32)
+
+
 @pytest.mark.parametrize("name", ["topk", "maxmin", "mmr", "adaptive", "visionzip"])
 def test_every_selector_returns_k_unique_sorted(name):
     from tokenprune.registry import SELECTORS

@@ -46,6 +46,14 @@ def _weighted_mean(kept: torch.Tensor, pruned: torch.Tensor, target: torch.Tenso
     return (num / den[:, None]).to(kept.dtype)
 
 
+def _group_mean(kept: torch.Tensor, pruned: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """:func:`_weighted_mean` with every weight 1 (the same values: ``x·1`` is ``x`` and the counts are exact),
+    without the weight products."""
+    num = kept.float().index_add(0, target, pruned.float())
+    den = torch.bincount(target, minlength=kept.shape[0]).add_(1)
+    return (num / den[:, None]).to(kept.dtype)
+
+
 @REDUCERS.register("merge", options=[CONTEXTUAL, PROPORTIONAL])
 def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor, *,
           contextual: int = 0, proportional: bool = False) -> torch.Tensor:
@@ -69,10 +77,8 @@ def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor
         w = scores.float().clamp(min=1e-6)
         return _weighted_mean(kept, pruned, target, w[keep_idx], w[pruned_idx])
     # equal weights: only the centres change (x·1 / 1 is x exactly, so the dominant rows are left as they are)
-    ones = torch.ones(pruned.shape[0], device=hidden.device)
     out = kept.clone()
-    out.index_copy_(0, centres, _weighted_mean(kept.index_select(0, centres), pruned, target,
-                                               torch.ones(centres.numel(), device=hidden.device), ones))
+    out.index_copy_(0, centres, _group_mean(kept.index_select(0, centres), pruned, target))
     return out
 
 

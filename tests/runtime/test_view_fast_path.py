@@ -41,3 +41,21 @@ def test_items_of_different_sizes_take_the_general_path():
     assert stage_mod._one_item_rows(images, [[2], [2]], torch.device("cpu")) is None
     two = [[_item(0, 1, 5, None, False, False), _item(0, 8, 5, None, False, False)]]
     assert stage_mod._one_item_rows(two, [[2, 2]], torch.device("cpu")) is None
+
+
+def test_fast_path_defers_what_a_scorer_does_not_read():
+    """The per-token fields are built on first read, once, from the items as they were when the view was built."""
+    from tokenprune.scoring.view import Deferred
+
+    m = 12
+    images = [[_item(0, 2, m, (1, 3, 4), False, False)]]
+    hidden, valid = torch.randn(1, 20, 6), torch.ones(1, 20, dtype=torch.bool)
+    view = build_view(hidden, valid, images, [[5]], None, torch.Generator(), None)
+    lazy = ("visual_mask", "item_id", "local_index", "item_len", "budget", "frame", "cell", "grid_hw")
+    assert all(isinstance(view.__dict__["_v_" + name], Deferred) for name in lazy)
+    images[0][0].alive = torch.tensor([1, 4])  # what a later compaction does to the item: the view keeps its tokens
+    assert torch.equal(view.frame, torch.zeros(1, m, dtype=torch.long))
+    assert torch.equal(view.cell, torch.arange(m)[None])
+    assert view.__dict__["_v_cell"] is view.cell  # resolved once, then kept
+    assert torch.equal(view.budget, torch.full((1, m), 5)) and torch.equal(view.grid_hw[0, 0], torch.tensor([3, 4]))
+    assert isinstance(view.__dict__["_v_item_id"], Deferred)  # unread: still not built

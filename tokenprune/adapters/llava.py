@@ -36,10 +36,15 @@ class LlavaAdapter(Adapter):
         layer_sel = self.model.config.vision_feature_layer
         if not isinstance(layer_sel, int):
             return None
+        memo = self.__dict__.get("_feature_layer_memo")  # (resolved once per setting: walking modules costs ~0.1 ms)
+        if memo is not None and memo[0] == layer_sel:
+            return memo[1]
         tower = self.vlm.vision_tower
         layers = getattr(tower, "vision_model", tower).encoder.layers
         h = layer_sel % (len(layers) + 1)  # hidden_states[h] is the output of encoder layer h - 1
-        return layers[h - 1] if h > 0 else None
+        layer = layers[h - 1] if h > 0 else None
+        self._feature_layer_memo = (layer_sel, layer)
+        return layer
 
     def vision_projection_modules(self) -> dict[str, torch.nn.Module]:
         layer = self._feature_layer()

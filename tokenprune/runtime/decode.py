@@ -15,9 +15,18 @@ class Decode:
         emb = kwargs["inputs_embeds"]
         q = emb.shape[1]
         mask = kwargs.get("attention_mask")
+        first = st.segments[0]
+        if mask is not None and mask.dim() != 2:
+            raise InputError("attention_mask: prepared 4-D masks are not supported while pruning")
+        if mask is not None and first.unpadded and len(st.segments) == 1 and first.via_lm and first.key_bias is None:
+            # the one compacted prompt has no padding and no layer needs a mask of its own: the compacted mask is
+            # the dense one without its first dense_len - L columns (all ones), a view instead of a concatenation
+            if mask.shape[0] != st.batch:
+                raise InputError(f"batch size changed from {st.batch} to {mask.shape[0]} during decoding")
+            kwargs["attention_mask"] = mask[:, st.dense_len - first.valid.shape[1]:]
+            st.dense_seen += q
+            return args, kwargs
         if mask is not None:
-            if mask.dim() != 2:
-                raise InputError("attention_mask: prepared 4-D masks are not supported while pruning")
             tail = mask[:, st.dense_len:].bool()
         else:
             tail = torch.ones(st.batch, st.dense_seen + q - st.dense_len, dtype=torch.bool, device=emb.device)
@@ -25,7 +34,6 @@ class Decode:
             raise InputError(f"batch size changed from {st.batch} to {tail.shape[0]} during decoding")
         st.step_tail, st.step_masks = tail, {}
         st.dense_seen += q
-        first = st.segments[0]
         if first.via_lm:
             kwargs["attention_mask"] = torch.cat([first.valid, tail], dim=1).long()
         return args, kwargs

@@ -57,9 +57,10 @@ class Prefill:
             # the LM would create this cache itself; creating it here lets the stages read its keys during prefill
             cache = kwargs["past_key_values"] = DynamicCache(config=self.adapter.text_config)
         valid = mask.bool() if mask is not None else torch.ones(b, n, dtype=torch.bool, device=emb.device)
+        unpadded = mask is None or bool(valid.all())
         images = find_items(self.adapter.visual_token_ids(), pending, b, emb.device)
-        st = CallState(batch=b, dense_len=n, dense_valid=valid, left_pad=is_left_padded(valid), images=images,
-                       dense_seen=n)
+        st = CallState(batch=b, dense_len=n, dense_valid=valid, left_pad=unpadded or is_left_padded(valid),
+                       unpadded=unpadded, images=images, dense_seen=n)
         st.bind_cache(cache)
         if self._auto is not None and self.auto_layer is None and any(images):
             self._resolve_auto(kwargs, images)
@@ -76,7 +77,11 @@ class Prefill:
                 seg = self._compact(st, res, start_layer=0, via_lm=True)
                 kwargs["inputs_embeds"] = gather_tokens(res.hidden, seg.idx_local, 1)
                 kwargs["position_ids"] = gather_tokens(pos, seg.idx_local, -1)
-                kwargs["attention_mask"] = seg.valid.long()
+                # always a mask, never None: without one, transformers reads pruned (jumping) position ids as
+                # packed sequences and masks across them. No padding before or after: the dense mask's first L
+                # columns (all ones) are that mask, a view.
+                kwargs["attention_mask"] = (mask[:, :seg.valid.shape[1]] if seg.unpadded and mask is not None
+                                            else seg.valid.long())
                 st.current = seg  # every layer runs in this segment (read by e.g. Qwen3-VL's deepstack patch)
         return args, kwargs
 
@@ -157,7 +162,8 @@ class Prefill:
                 im.pos = inv[r, im.pos]
                 im.pos = im.pos[im.pos >= 0]
         seg = Segment(start_layer=start_layer, valid=valid, dense_idx=dense_idx, via_lm=via_lm, idx_local=idx,
-                      key_bias=segment_key_bias(st.images, valid))
+                      key_bias=segment_key_bias(st.images, valid),
+                      unpadded=st.unpadded and (valid.shape[0] == 1 or bool(valid.all())))
         st.segments.append(seg)
         return seg
 

@@ -10,7 +10,7 @@ from ..config import Stage
 from ..errors import InputError, InternalError
 from ..reduce import merge_counts
 from ..registry import REDUCERS, SCORERS, SELECTORS
-from ..scoring.view import TokenView
+from ..scoring.view import Deferred, TokenView
 from .items import MediaItem
 
 
@@ -40,6 +40,12 @@ def budgets(stage: Stage, images: list[list[MediaItem]]) -> list[list[int]]:
     return out
 
 
+def _alive(per_token: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+    """``per_token[alive]``; the tensor itself while the item has all its tokens (``alive`` is then ``arange``: the
+    distinct sorted survivors of as many tokens)."""
+    return per_token if alive.numel() == per_token.numel() else per_token[alive]
+
+
 def _one_item_rows(images: list[list[MediaItem]], ks: list[list[int]], dev: torch.device) -> dict | None:
     """The view's per-token tensors when every row holds exactly one item and all items have the same number of
     tokens (batch 1, or equal images): stacked per-item tensors instead of zero-filled buffers written slice by
@@ -52,26 +58,29 @@ def _one_item_rows(images: list[list[MediaItem]], ks: list[list[int]], dev: torc
         return None
     b = len(items)
     stack = lambda xs: xs[0][None] if b == 1 else torch.stack(xs)  # noqa: E731
-    keeps, grids = {k for (k,) in ks}, {im.grid[1:] if im.grid is not None else (0, 0) for im in items}
-    # (full/expand: a few µs where repeat takes ~15; these small per-call ops add up at batch 1)
-    t = {"vi": stack([im.pos for im in items]), "vm": torch.ones(b, m, dtype=torch.bool, device=dev),
-         "iid": torch.zeros(b, m, dtype=torch.long, device=dev),
-         "loc": torch.arange(m, device=dev).expand(b, m).contiguous(), "ilen": torch.full((b, m), m, device=dev),
-         "bud": (torch.full((b, m), keeps.pop(), device=dev) if len(keeps) == 1 else
-                 torch.tensor([k for (k,) in ks], device=dev)[:, None].repeat(1, m)),
-         "frame": stack([im.frame_of(im.alive) for im in items]),
-         "cell": stack([im.cell_of(im.alive) for im in items]),
-         "hw": (torch.tensor(grids.pop(), device=dev).expand(b, m, 2).contiguous() if len(grids) == 1 else
-                torch.tensor([im.grid[1:] if im.grid is not None else (0, 0) for im in items],
-                             device=dev)[:, None, :].repeat(1, m, 1)),
+    keeps, grids = [k for (k,) in ks], [im.grid[1:] if im.grid is not None else (0, 0) for im in items]
+    alive = [im.alive for im in items]  # (the items' current tokens, fixed now: compaction replaces im.alive later)
+    # Deferred: most scorers read none of these; each is a few small ops that add up at batch 1
+    # (full/expand: a few µs where repeat takes ~15)
+    t = {"vi": stack([im.pos for im in items]),
+         "vm": Deferred(lambda: torch.ones(b, m, dtype=torch.bool, device=dev)),
+         "iid": Deferred(lambda: torch.zeros(b, m, dtype=torch.long, device=dev)),
+         "loc": Deferred(lambda: torch.arange(m, device=dev).expand(b, m).contiguous()),
+         "ilen": Deferred(lambda: torch.full((b, m), m, device=dev)),
+         "bud": Deferred(lambda: torch.full((b, m), keeps[0], device=dev) if len(set(keeps)) == 1 else
+                         torch.tensor(keeps, device=dev)[:, None].repeat(1, m)),
+         "frame": Deferred(lambda: stack([im.frame_of(a) for im, a in zip(items, alive)])),
+         "cell": Deferred(lambda: stack([im.cell_of(a) for im, a in zip(items, alive)])),
+         "hw": Deferred(lambda: torch.tensor(grids[0], device=dev).expand(b, m, 2).contiguous()
+                        if len(set(grids)) == 1 else torch.tensor(grids, device=dev)[:, None, :].repeat(1, m, 1)),
          "vis_att": None, "pad": None}
     if any(im.vision is not None for im in items):
         for j, im in enumerate(items):
             if im.vision is None:
                 raise InputError(f"vision-tower attention is unavailable for {im.modality} 0 of sample {j}")
-        t["vis_att"] = stack([im.vision[im.alive].float() for im in items])
+        t["vis_att"] = stack([_alive(im.vision, im.alive).float() for im in items])
     if any(im.padding is not None for im in items):
-        t["pad"] = stack([im.padding[im.alive] if im.padding is not None else
+        t["pad"] = stack([_alive(im.padding, im.alive) if im.padding is not None else
                           torch.zeros(m, dtype=torch.bool, device=dev) for im in items])
     return t
 
@@ -160,7 +169,8 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
             keep[r, im.pos] = False
             sel = chosen[r][j]
             s = frozen.scores[r][j] if frozen is not None else scores[r, off:off + m]
-            keep[r, im.pos[sel]] = True
+            kept_pos = im.pos[sel]
+            keep[r, kept_pos] = True
             if stage.reducer != "drop":
                 if out_hidden is hidden:
                     out_hidden = hidden.clone()
@@ -173,7 +183,7 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
                     count_row.append(kept_counts)
                 else:
                     reduced = reducer(item_hidden, sel, pruned.nonzero().squeeze(1), s, **stage.reducer_kwargs)
-                out_hidden[r].index_copy_(0, im.pos[sel], reduced)
+                out_hidden[r].index_copy_(0, kept_pos, reduced)
             sel_row.append(sel)
             score_row.append(s)
             off += m
@@ -192,11 +202,13 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
     selector = SELECTORS.get(stage.selector)
     items = []  # (row, image, offset, length, k)
     fin = torch.isfinite(scores)
+    finite_counts = []  # per item: how many of its scores are finite
     for r, row in enumerate(images):
         off = 0
         for j, im in enumerate(row):
             m = im.pos.numel()
             finite = int(fin[r, off:off + m].sum())
+            finite_counts.append(finite)
             items.append((r, j, off, m, max(1, min(ks[r][j], finite)) if finite else ks[r][j]))
             off += m
     out: list[list[torch.Tensor]] = [[None] * len(row) for row in images]  # type: ignore[list-item]
@@ -217,13 +229,12 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
         for (r, j, _, _, _), one in zip(items, sel):
             out[r][j] = one
     else:
-        for r, j, off, m, k in items:
+        for (r, j, off, m, k), finite in zip(items, finite_counts):
             s, f = scores[r, off:off + m], (feats[r, off:off + m] if feats is not None else None)
-            ok = fin[r, off:off + m]
-            if bool(ok.all()) or not bool(ok.any()):
+            if finite in (0, m):  # all finite, or none (then the selector ranks the -inf scores as they are)
                 out[r][j] = selector(s, f, k, **stage.selector_kwargs)
             else:
-                ok = ok.nonzero().squeeze(1)
+                ok = fin[r, off:off + m].nonzero().squeeze(1)
                 out[r][j] = ok[selector(s[ok], f[ok] if f is not None else None, k, **stage.selector_kwargs)]
     for (r, j, _, _, k) in items:
         sel = out[r][j]

@@ -28,6 +28,7 @@ class Segment:
     prefill_kwargs: dict[str, Any] = field(default_factory=dict)
     key_bias: torch.Tensor | None = None  # [B, L] log(count) of merged keys (proportional attention), else None
     bias_masks: dict = field(default_factory=dict)  # prefill masks with the key bias, per layer type (pre_llm)
+    unpadded: bool = False  # every row of the compacted prompt is all real tokens (valid is all True)
 
 
 @dataclass
@@ -48,6 +49,7 @@ class CallState:
     dense_valid: torch.Tensor
     left_pad: bool
     images: list[list[MediaItem]]
+    unpadded: bool = False  # the dense prompt has no padding (dense_valid is all True)
     cache_ref: Any = None
     segments: list[Segment] = field(default_factory=list)
     records: list[StageRecord] = field(default_factory=list)

@@ -10,6 +10,38 @@ from ..errors import InternalError
 from ..runtime.compact import take_rows
 
 
+class Deferred:
+    """A view field computed on first read (``fn()``), for per-token tensors most scorers never look at."""
+
+    __slots__ = ("fn",)
+
+    def __init__(self, fn: Callable[[], torch.Tensor | None]) -> None:
+        self.fn = fn
+
+
+class _Field:
+    """Dataclass field descriptor: stores the value, resolving a :class:`Deferred` once on first read."""
+
+    def __init__(self, default: object = dataclass) -> None:  # ``dataclass`` as the "no default" marker
+        self.default = default
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.slot = "_v_" + name
+
+    def __get__(self, obj: object, owner: type) -> object:
+        if obj is None:
+            if self.default is dataclass:
+                raise AttributeError(self.slot)  # tells dataclass the field has no default
+            return self.default
+        value = obj.__dict__[self.slot]
+        if isinstance(value, Deferred):
+            value = obj.__dict__[self.slot] = value.fn()
+        return value
+
+    def __set__(self, obj: object, value: object) -> None:
+        obj.__dict__[self.slot] = value
+
+
 @dataclass
 class TokenView:
     """Visual tokens of a batch at one stage.
@@ -24,19 +56,20 @@ class TokenView:
     where the item's tokens form no grid, e.g. anyres crops with newline tokens).
     """
 
+    # (the per-token fields below also take a Deferred: built on first read, so a scorer pays only for what it reads)
     hidden: torch.Tensor
     visual_index: torch.Tensor
-    visual_mask: torch.Tensor
-    item_id: torch.Tensor
-    local_index: torch.Tensor
-    item_len: torch.Tensor
-    budget: torch.Tensor
+    visual_mask: torch.Tensor = _Field()  # type: ignore[assignment]
+    item_id: torch.Tensor = _Field()  # type: ignore[assignment]
+    local_index: torch.Tensor = _Field()  # type: ignore[assignment]
+    item_len: torch.Tensor = _Field()  # type: ignore[assignment]
+    budget: torch.Tensor = _Field()  # type: ignore[assignment]
     valid: torch.Tensor
     layer: int | None
     generator: torch.Generator
-    frame: torch.Tensor | None = None
-    cell: torch.Tensor | None = None
-    grid_hw: torch.Tensor | None = None  # [B, V, 2] rows and columns of the token's item grid (0, 0: no grid)
+    frame: torch.Tensor | None = _Field(None)  # type: ignore[assignment]
+    cell: torch.Tensor | None = _Field(None)  # type: ignore[assignment]
+    grid_hw: torch.Tensor | None = _Field(None)  # type: ignore[assignment]  # [B, V, 2] item grid rows, cols (0, 0: none)
     _attention_fn: Callable[[str, str], torch.Tensor] | None = None
     _vision_attention: torch.Tensor | None = None
     _padding: torch.Tensor | None = None
