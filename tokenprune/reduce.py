@@ -32,7 +32,7 @@ def _merge_groups(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torc
     centres = None
     if contextual > 0:
         c = min(contextual, kept.shape[0])
-        centres = torch.argsort(scores[keep_idx].float(), stable=True)[:c]
+        centres = torch.argsort(scores.index_select(0, keep_idx).float(), stable=True)[:c]
     norm = torch.nn.functional.normalize
     ref = norm((kept.index_select(0, centres) if centres is not None else kept).float(), dim=-1)
     return kept, pruned, centres, (norm(pruned.float(), dim=-1) @ ref.T).argmax(1)

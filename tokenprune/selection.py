@@ -186,7 +186,7 @@ def visionzip(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, co
     if c == 0:
         return dominant.sort().values
     rest = order[k - c:].sort().values
-    centres = rest[_spread(rest.numel(), c, str(rest.device))]
+    centres = rest.index_select(0, _spread(rest.numel(), c, str(rest.device)))
     return torch.cat([dominant, centres]).sort().values
 
 

@@ -18,12 +18,15 @@ class Decode:
         first = st.segments[0]
         if mask is not None and mask.dim() != 2:
             raise InputError("attention_mask: prepared 4-D masks are not supported while pruning")
-        if mask is not None and first.unpadded and len(st.segments) == 1 and first.via_lm and first.key_bias is None:
+        if (mask is not None or q == 1) and first.unpadded and len(st.segments) == 1 and first.via_lm \
+                and first.key_bias is None:
             # the one compacted prompt has no padding and no layer needs a mask of its own: the compacted mask is
-            # the dense one without its first dense_len - L columns (all ones), a view instead of a concatenation
-            if mask.shape[0] != st.batch:
-                raise InputError(f"batch size changed from {st.batch} to {mask.shape[0]} during decoding")
-            kwargs["attention_mask"] = mask[:, st.dense_len - first.valid.shape[1]:]
+            # the dense one without its first dense_len - L columns (all ones), a view instead of a concatenation;
+            # no mask stays no mask for one new token (several could be read as packed sequences, see _prefill)
+            if mask is not None:
+                if mask.shape[0] != st.batch:
+                    raise InputError(f"batch size changed from {st.batch} to {mask.shape[0]} during decoding")
+                kwargs["attention_mask"] = mask[:, st.dense_len - first.valid.shape[1]:]
             st.dense_seen += q
             return args, kwargs
         if mask is not None:

@@ -139,7 +139,7 @@ class Prefill:
         if res is not None:
             for r, (row, sels) in enumerate(zip(st.images, res.selections)):
                 for j, (im, sel) in enumerate(zip(row, sels)):
-                    im.alive = im.alive[sel]
+                    im.alive = im.alive.index_select(0, sel)
                     if res.counts is not None:
                         im.counts = res.counts[r][j]
                     elif im.counts is not None:
@@ -157,10 +157,10 @@ class Prefill:
         prev = st.last
         dense_idx = torch.gather(prev.dense_idx, 1, idx) if prev is not None else idx
         inv = inverse_index(idx, valid, res.keep.shape[1])
-        for r, row in enumerate(st.images):
-            for im in row:
-                im.pos = inv[r, im.pos]
-                im.pos = im.pos[im.pos >= 0]
+        for r, (row, sels) in enumerate(zip(st.images, res.selections)):
+            for im, sel in zip(row, sels):
+                # the item's surviving tokens are its positions at the selected indices (both ascending)
+                im.pos = inv[r].index_select(0, im.pos.index_select(0, sel))
         seg = Segment(start_layer=start_layer, valid=valid, dense_idx=dense_idx, via_lm=via_lm, idx_local=idx,
                       key_bias=segment_key_bias(st.images, valid),
                       unpadded=st.unpadded and (valid.shape[0] == 1 or bool(valid.all())))

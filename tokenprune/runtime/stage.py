@@ -1,6 +1,7 @@
 """Runs one pruning stage at prefill: budgets, scoring, per-image selection, reduction -> a keep mask."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Callable
 
@@ -169,7 +170,7 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
             keep[r, im.pos] = False
             sel = chosen[r][j]
             s = frozen.scores[r][j] if frozen is not None else scores[r, off:off + m]
-            kept_pos = im.pos[sel]
+            kept_pos = im.pos.index_select(0, sel)  # (1-D gathers: index_select, a fraction of t[idx]'s cost)
             keep[r, kept_pos] = True
             if stage.reducer != "drop":
                 if out_hidden is hidden:
@@ -201,13 +202,15 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
     once for every image of the batch."""
     selector = SELECTORS.get(stage.selector)
     items = []  # (row, image, offset, length, k)
-    fin = torch.isfinite(scores)
+    # one reduction decides the usual case: a finite sum means every score is finite (an overflowing sum only
+    # sends us down the exact path)
+    fin = None if math.isfinite(float(scores.sum())) else torch.isfinite(scores)
     finite_counts = []  # per item: how many of its scores are finite
     for r, row in enumerate(images):
         off = 0
         for j, im in enumerate(row):
             m = im.pos.numel()
-            finite = int(fin[r, off:off + m].sum())
+            finite = m if fin is None else int(fin[r, off:off + m].sum())
             finite_counts.append(finite)
             items.append((r, j, off, m, max(1, min(ks[r][j], finite)) if finite else ks[r][j]))
             off += m
@@ -218,7 +221,8 @@ def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, imag
         n = len(items)
         if n == 1:  # one item: views, no padded copies
             r, _, off, m, _ = items[0]
-            s, f, ok = scores[r:r + 1, off:off + m], feats[r:r + 1, off:off + m], fin[r:r + 1, off:off + m]
+            s, f = scores[r:r + 1, off:off + m], feats[r:r + 1, off:off + m]
+            ok = fin[r:r + 1, off:off + m] if fin is not None else torch.ones_like(s, dtype=torch.bool)
         else:
             s = torch.full((n, vmax), float("-inf"), device=scores.device)
             f = torch.zeros(n, vmax, feats.shape[-1], device=scores.device, dtype=feats.dtype)
