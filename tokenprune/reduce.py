@@ -33,9 +33,11 @@ def _merge_groups(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torc
     if contextual > 0:
         c = min(contextual, kept.shape[0])
         centres = torch.argsort(scores.index_select(0, keep_idx).float(), stable=True)[:c]
-    norm = torch.nn.functional.normalize
-    ref = norm((kept.index_select(0, centres) if centres is not None else kept).float(), dim=-1)
-    return kept, pruned, centres, (norm(pruned.float(), dim=-1) @ ref.T).argmax(1)
+    ref = torch.nn.functional.normalize((kept.index_select(0, centres) if centres is not None else kept).float(),
+                                        dim=-1)
+    # cosine argmax: a pruned row's own norm scales its whole row of similarities, so only the targets are
+    # normalised (the same picks up to floating-point near-ties; saves normalising every pruned row)
+    return kept, pruned, centres, (pruned.float() @ ref.T).argmax(1)
 
 
 def _weighted_mean(kept: torch.Tensor, pruned: torch.Tensor, target: torch.Tensor, w_kept: torch.Tensor,
@@ -76,10 +78,9 @@ def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor
     if centres is None:
         w = scores.float().clamp(min=1e-6)
         return _weighted_mean(kept, pruned, target, w[keep_idx], w[pruned_idx])
-    # equal weights: only the centres change (x·1 / 1 is x exactly, so the dominant rows are left as they are)
-    out = kept.clone()
-    out.index_copy_(0, centres, _group_mean(kept.index_select(0, centres), pruned, target))
-    return out
+    # equal weights: only the centres change (x·1 / 1 is x exactly, so the dominant rows are left as they are);
+    # kept is a fresh gather, written in place
+    return kept.index_copy_(0, centres, _group_mean(kept.index_select(0, centres), pruned, target))
 
 
 def merge_counts(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor,
