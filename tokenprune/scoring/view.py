@@ -19,10 +19,13 @@ class Deferred:
         self.fn = fn
 
 
+_REQUIRED = object()  # a _Field without a default
+
+
 class _Field:
     """Dataclass field descriptor: stores the value, resolving a :class:`Deferred` once on first read."""
 
-    def __init__(self, default: object = dataclass) -> None:  # ``dataclass`` as the "no default" marker
+    def __init__(self, default: object = _REQUIRED) -> None:
         self.default = default
 
     def __set_name__(self, owner: type, name: str) -> None:
@@ -30,7 +33,7 @@ class _Field:
 
     def __get__(self, obj: object, owner: type) -> object:
         if obj is None:
-            if self.default is dataclass:
+            if self.default is _REQUIRED:
                 raise AttributeError(self.slot)  # tells dataclass the field has no default
             return self.default
         value = obj.__dict__[self.slot]
