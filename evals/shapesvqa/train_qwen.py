@@ -251,6 +251,8 @@ def main(argv: list[str] | None = None) -> None:
                     "(after --init from a transplanted LM: the random tower learns to feed it before it moves)")
     ap.add_argument("--qweights", default=None, help="image question curriculum, e.g. 'count_shape=4,more=4': "
                     "types drawn in proportion to these weights within their kind (others 1)")
+    ap.add_argument("--snapshots", action="store_true", help="also keep the model's weights after every evaluation "
+                    "(snap_<step>.pt in --work; compare them with evals.shapesvqa.per_type --snapshot)")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)
@@ -334,6 +336,8 @@ def main(argv: list[str] | None = None) -> None:
                 bar.write(f"exported (val img {ev['img']:.3f}, clip {ev['clip']:.3f}) to {args.export}")
             torch.save({"model": model.state_dict(), "head": head.state_dict(), "opt": opt.state_dict(),
                         "step": step, "best": best}, ckpt)
+            if args.snapshots:
+                torch.save({"model": model.state_dict(), "step": step}, work / f"snap_{step}.pt")
     bar.close()
 
 
