@@ -94,8 +94,9 @@ def merge_counts(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch
     kept, pruned, centres, target, _ = _merge_groups(hidden, keep_idx, pruned_idx, scores, contextual)
     if centres is not None:
         target = centres[target]
-    new_counts = counts[keep_idx].index_add(0, target, counts[pruned_idx])
-    return _weighted_mean(kept, pruned, target, counts[keep_idx], counts[pruned_idx]), new_counts
+    kept_counts, pruned_counts = counts.index_select(0, keep_idx), counts.index_select(0, pruned_idx)
+    return _weighted_mean(kept, pruned, target, kept_counts, pruned_counts), kept_counts.index_add(0, target,
+                                                                                                   pruned_counts)
 
 
 RECYCLED = Option("recycled", int, 4, "kept slots (the lowest-scored) that become recycled tokens", low=1)

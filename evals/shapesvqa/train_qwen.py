@@ -24,14 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from tokenprune.shapesvqa import qwen as Q
-from tokenprune.shapesvqa.clip_data import clip_examples
-from tokenprune.shapesvqa.clip_questions import make_clip_qas
+from tokenprune.shapesvqa.clip_questions import KINDS as CLIP_KINDS, make_clip_qas
 from tokenprune.shapesvqa.clips import make_clip, render_clip, clip_patch_labels
-from tokenprune.shapesvqa.data import examples
 from tokenprune.shapesvqa.qwen_processor import video_pixels
-from tokenprune.shapesvqa.questions import make_qas
+from tokenprune.shapesvqa.questions import KINDS as IMAGE_KINDS, make_qas
 from tokenprune.shapesvqa.scene import make_scene, patch_labels, render
 
+from .per_type import per_type
 from .train import evidence
 
 AUX = {"colour": 7, "shape": 5, "cell": 9, "centre": 2}
@@ -216,18 +215,13 @@ def losses(model, head, batch: dict, aux_weight: float, ground: float = 0.0) -> 
 def evaluate(model, processor, n: int, batch: int = 16) -> dict[str, float]:
     """Val accuracy: images (sizes cycled), per kind; clips, per kind."""
     model.eval()
-    hits: dict[str, list[bool]] = {}
-    for name, exs in (("img", examples("val", n, sizes=list(Q.IMAGE_SIZES))), ("clip", clip_examples("clips-val", n))):
-        for i in range(0, n, batch):
-            chunk = exs[i:i + batch]
-            qs = [e.qa.question for e in chunk]
-            preds = (Q.answer(model, processor, qs, images=[e.image() for e in chunk]) if name == "img" else
-                     Q.answer(model, processor, qs, videos=[e.frames() for e in chunk]))
-            for e, p in zip(chunk, preds):
-                for key in (name, f"{name}_{e.qa.kind}"):
-                    hits.setdefault(key, []).append(p == e.qa.answer)
+    out: dict[str, float] = {}
+    for name, split, kinds in (("img", "val", IMAGE_KINDS), ("clip", "clips-val", CLIP_KINDS)):
+        acc = per_type(model, processor, split, n, batch)
+        out[name] = acc["all"]
+        out.update({f"{name}_{k}": acc[k] for k in kinds if k in acc})
     model.train()
-    return {k: sum(v) / len(v) for k, v in hits.items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -16,16 +16,17 @@ class Decode:
         q = emb.shape[1]
         mask = kwargs.get("attention_mask")
         first = st.segments[0]
-        if mask is not None and mask.dim() != 2:
-            raise InputError("attention_mask: prepared 4-D masks are not supported while pruning")
+        if mask is not None:
+            if mask.dim() != 2:
+                raise InputError("attention_mask: prepared 4-D masks are not supported while pruning")
+            if mask.shape[0] != st.batch:
+                raise InputError(f"batch size changed from {st.batch} to {mask.shape[0]} during decoding")
         if (mask is not None or q == 1) and first.unpadded and len(st.segments) == 1 and first.via_lm \
                 and first.key_bias is None:
             # the one compacted prompt has no padding and no layer needs a mask of its own: the compacted mask is
             # the dense one without its first dense_len - L columns (all ones), a view instead of a concatenation;
             # no mask stays no mask for one new token (several could be read as packed sequences, see _prefill)
             if mask is not None:
-                if mask.shape[0] != st.batch:
-                    raise InputError(f"batch size changed from {st.batch} to {mask.shape[0]} during decoding")
                 kwargs["attention_mask"] = mask[:, st.dense_len - first.valid.shape[1]:]
             st.dense_seen += q
             return args, kwargs
@@ -33,8 +34,6 @@ class Decode:
             tail = mask[:, st.dense_len:].bool()
         else:
             tail = torch.ones(st.batch, st.dense_seen + q - st.dense_len, dtype=torch.bool, device=emb.device)
-        if tail.shape[0] != st.batch:
-            raise InputError(f"batch size changed from {st.batch} to {tail.shape[0]} during decoding")
         st.step_tail, st.step_masks = tail, {}
         st.dense_seen += q
         if first.via_lm:
