@@ -253,7 +253,7 @@ def summarize(methods: list[Method]) -> list[dict[str, Any]]:
         rows.append({"method": m.label, "side": m.side, "keep": m.keep, "accuracy": statistics.fmean(m.hits),
                      "ms_median": med, "ms_vs_dense": med / dense_ms, "new_tokens": statistics.fmean(m.new_tokens),
                      "kept_visual_mean": statistics.fmean(kept_n) if kept_n else None,
-                     "agreement": {v: agreement(by[v].kept, m.kept, m.keep) for v in m.vs},
+                     "agreement": {v: agreement(by[v].kept, m.kept, m.keep) for v in m.vs if v in by},
                      "hits": m.hits})
     return rows
 
@@ -292,6 +292,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds of every method on the first question")
     p.add_argument("--out", default="evals/peers_cpu.json")
     p.add_argument("--markdown", action="store_true", help="print a markdown table instead of a rich one")
+    p.add_argument("--only", default="", help="comma-separated substrings: run only the methods whose label "
+                   "contains one (dense always runs), e.g. 'visionzip' for a quick A/B")
     a = p.parse_args()
     require_peers()
     from tqdm import tqdm
@@ -311,6 +313,11 @@ def main() -> None:
     notes: list[str] = ["transformers >=5.18: AngelSlim copies get _supports_mm_encoder_outputs() -> False, so "
                         "generate() hands pixel_values to its Prunable_LlavaModel (it ignores mm_encoder_outputs)"]
     methods = build(model, processor, [int(k) for k in a.keep.split(",")], a.max_new_tokens, notes)
+    if a.only:
+        want = [w for w in a.only.split(",") if w]
+        methods = [m for m in methods if m.label == "dense" or any(w in m.label for w in want)]
+        if len(methods) == 1:
+            sys.exit(f"evals/peers.py: --only {a.only!r} matches no method")
     probe = sparsevlm_hook_probe(model, exs[0])
     vocab = processor.tokenizer
     for _ in range(a.warmup):

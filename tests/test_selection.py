@@ -98,8 +98,11 @@ def test_visionzip_dominant_plus_contextual_centres():
 
     scores = torch.tensor([0.0, 9.0, 0.1, 0.2, 8.0, 0.3, 0.4, 0.5, 0.6, 0.7])
     sel = visionzip(scores, None, 4, contextual=2)
-    # dominant: 1 and 4; centres evenly over the rest [0, 2, 3, 5, 6, 7, 8, 9] -> first and last
-    assert sel.tolist() == [0, 1, 4, 9]
+    # dominant: 1 and 4; centres every (8 // 2)-th of the rest [0, 2, 3, 5, 6, 7, 8, 9] from the first -> 0 and 6
+    assert sel.tolist() == [0, 1, 4, 6]
+    # 11 left for 3 centres: stride 3 -> 1st, 4th and 7th of the rest (the 10th is cut)
+    many = torch.tensor([9.0] + [0.0] * 11)
+    assert visionzip(many, None, 4, contextual=3).tolist() == [0, 1, 4, 7]
     assert torch.equal(visionzip(scores, None, 4), topk(scores, None, 4))
 
 

@@ -111,7 +111,7 @@ _LIST = [
            "directions, central differences) x cosine diversity, greedy before the LM, keep 25%",
            _one(at=PRE_LLM, keep=0.25, scorer="zoo", selector="sads", reducer="drop")),
     Preset("visionzip", "VisionZip (Yang et al., CVPR 2025): 54 dominant tokens by vision-tower attention + 10 "
-           "contextual tokens (the rest averaged into evenly spread centres), pre-LLM, 64 per image",
+           "contextual tokens (the rest averaged into centres taken with a fixed stride), pre-LLM, 64 per image",
            _one(at=PRE_LLM, keep=64, scorer="cls_attention", selector="visionzip", reducer="merge", contextual=10)),
     Preset("entropyprune", "EntropyPrune-style: at the Entropy Collapse Layer (found by a dense pass on the first "
            "call), keep the tokens whose removal loses most matrix entropy, keep 25%",

@@ -16,10 +16,11 @@ from .registry import SELECTORS, Option
 
 
 @functools.lru_cache(maxsize=64)
-def _spread(n: int, c: int, device: str) -> torch.Tensor:
-    """``round(linspace(0, n - 1, c))``: ``c`` evenly spread indices into ``n`` (cached: the same image size asks
-    for the same ones every call, and these three tiny ops cost ~0.1 ms after a model forward). Read-only."""
-    return torch.linspace(0, n - 1, c, device=device).round().long()
+def _strided(n: int, c: int, device: str) -> torch.Tensor:
+    """VisionZip's target rule: every ``max(1, n // c)``-th of ``n`` indices from 0, the first ``c`` of them (``n >=
+    c``). Cached: the same image size asks for the same ones every call, and tiny ops cost ~0.1 ms after a model
+    forward. Read-only."""
+    return torch.arange(0, n, max(1, n // c), device=device)[:c]
 
 
 @SELECTORS.register("topk")
@@ -177,16 +178,17 @@ CONTEXTUAL = Option("contextual", int, 0, "contextual tokens (VisionZip): centre
 
 @SELECTORS.register("visionzip", options=[CONTEXTUAL])
 def visionzip(scores: torch.Tensor, features: torch.Tensor | None, k: int, *, contextual: int = 0) -> torch.Tensor:
-    """VisionZip: ``k − contextual`` dominant tokens (highest scores) plus ``contextual`` centres spread evenly over
-    the remaining tokens (in original order); with the ``merge`` reducer's matching ``contextual`` option the other
-    tokens are averaged into those centres, which become the contextual tokens."""
+    """VisionZip: ``k − contextual`` dominant tokens (highest scores) plus ``contextual`` centres taken with a fixed
+    stride from the remaining tokens (in original order; every ``max(1, n // contextual)``-th from the first, as the
+    paper's code picks its targets); with the ``merge`` reducer's matching ``contextual`` option the other tokens are
+    averaged into those centres, which become the contextual tokens."""
     c = min(contextual, k - 1) if k > 1 else 0
     order = torch.argsort(scores.float(), descending=True, stable=True)
     dominant = order[: k - c]
     if c == 0:
         return dominant.sort().values
-    rest = order[k - c:].sort().values
-    centres = rest.index_select(0, _spread(rest.numel(), c, str(rest.device)))
+    rest = order[k - c:].sort().values  # n = V - k + c > c tokens: the stride yields at least c of them
+    centres = rest.index_select(0, _strided(rest.numel(), c, str(rest.device)))
     return torch.cat([dominant, centres]).sort().values
 
 
