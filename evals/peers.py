@@ -81,7 +81,18 @@ def _local(positions: torch.Tensor, x: Ex) -> set[int]:
     return set((p - x.img0).tolist())
 
 
-def dense(model: Any, max_new: int) -> Run:
+def peer_path(m: Any) -> Any:
+    """generate() as AngelSlim needs it (see :func:`angelslim`): the vision tower runs inside the first forward
+    instead of before it as ``mm_encoder_outputs`` (transformers >= 5.18). With ``--path peer`` the dense model and
+    tokenprune take the same path, so that the timings compare the pruning, not two paths through generate()."""
+    m._supports_mm_encoder_outputs = lambda: False
+    return m
+
+
+def dense(model: Any, max_new: int, path: str = "peer") -> Run:
+    if path == "peer":
+        model = peer_path(copy.deepcopy(model))
+
     def run(x: Ex) -> tuple[int, int, None]:
         out = _generate(model, x, max_new)
         n = x.inputs["input_ids"].shape[1]
@@ -89,10 +100,12 @@ def dense(model: Any, max_new: int) -> Run:
     return run
 
 
-def ours(model: Any, preset: str, keep: int, max_new: int) -> Run:
+def ours(model: Any, preset: str, keep: int, max_new: int, path: str = "peer") -> Run:
     import tokenprune as tp
 
     m = copy.deepcopy(model)
+    if path == "peer":
+        peer_path(m)
     handle = tp.apply(m, preset, keep=keep)
 
     def run(x: Ex) -> tuple[int, int, Kept]:
@@ -154,7 +167,7 @@ def angelslim(model: Any, strategy: str, keep: int, max_new: int, llm_layer: int
     m = copy.deepcopy(model)
     # transformers >=5.18 generate() runs the vision tower itself and passes `mm_encoder_outputs`, which AngelSlim's
     # Prunable_LlavaModel ignores (it needs pixel_values, and its CLIP hooks need its PruningContext): turn that off.
-    m._supports_mm_encoder_outputs = lambda: False
+    peer_path(m)
     with contextlib.redirect_stdout(io.StringIO()):
         UniversalPruningAdapter(m, TokenCompressorConfig(req, stage), angelslim_mapping(m)).wrap_model()
 
@@ -215,17 +228,18 @@ def sparsevlm_hook_probe(model: Any, x: Ex) -> dict[str, Any]:
 
 
 # ---------------------------------------------------------------------------------------------------- harness
-def build(model: Any, processor: Any, keeps: list[int], max_new: int, notes: list[str]) -> list[Method]:
+def build(model: Any, processor: Any, keeps: list[int], max_new: int, notes: list[str],
+          path: str = "peer") -> list[Method]:
     from tokenprune.api import resolve_config
 
     angelslim_compat(notes)
     layers = model.config.text_config.num_hidden_layers
-    ms = [Method("dense", "-", None, dense(model, max_new))]
+    ms = [Method("dense", "-", None, dense(model, max_new, path))]
     for k in keeps:
         at = resolve_config("fastv-vk", num_layers=layers, keep=k).stages[0].at
         score_layer = int(at) - 1  # our stage at layer L scores with layer L-1's attention and prunes before L
         def o(preset: str) -> Method:
-            return Method(f"{preset}@{k}", "tokenprune", k, ours(model, preset, k, max_new))
+            return Method(f"{preset}@{k}", "tokenprune", k, ours(model, preset, k, max_new, path))
 
         def a(strategy: str, vs: str, layer: int = 0) -> Method:
             return Method(f"AS-{strategy}@{k}", "AngelSlim", k, angelslim(model, strategy, k, max_new, layer),
@@ -243,6 +257,15 @@ def agreement(a: list[set[int] | None], b: list[set[int] | None], keep: int) -> 
             "identical": statistics.fmean(float(x == y) for x, y in pairs)}
 
 
+def paired(peer: list[float], mine: list[float]) -> dict[str, float]:
+    """Per question, the peer's time minus ours (ms; > 0: ours faster): median, mean and the mean's 95% interval
+    (normal approximation) over the questions both ran."""
+    d = [a - b for a, b in zip(peer, mine)]
+    half = 1.96 * statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
+    return {"median": statistics.median(d), "mean": statistics.fmean(d), "ci95": [statistics.fmean(d) - half,
+                                                                                  statistics.fmean(d) + half]}
+
+
 def summarize(methods: list[Method]) -> list[dict[str, Any]]:
     by = {m.label: m for m in methods}
     dense_ms = statistics.median(by["dense"].ms)
@@ -254,7 +277,8 @@ def summarize(methods: list[Method]) -> list[dict[str, Any]]:
                      "ms_median": med, "ms_vs_dense": med / dense_ms, "new_tokens": statistics.fmean(m.new_tokens),
                      "kept_visual_mean": statistics.fmean(kept_n) if kept_n else None,
                      "agreement": {v: agreement(by[v].kept, m.kept, m.keep) for v in m.vs if v in by},
-                     "hits": m.hits})
+                     "time_vs": {v: paired(m.ms, by[v].ms) for v in m.vs if v in by and m.side == "AngelSlim"},
+                     "hits": m.hits, "ms": [round(t, 3) for t in m.ms]})
     return rows
 
 
@@ -292,6 +316,9 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds of every method on the first question")
     p.add_argument("--out", default="evals/peers_cpu.json")
     p.add_argument("--markdown", action="store_true", help="print a markdown table instead of a rich one")
+    p.add_argument("--path", choices=["peer", "default"], default="peer",
+                   help="generate() path of dense and tokenprune: 'peer' = AngelSlim's (vision tower inside the first "
+                   "forward, no mm_encoder_outputs), 'default' = transformers' own")
     p.add_argument("--only", default="", help="comma-separated substrings: run only the methods whose label "
                    "contains one (dense always runs), e.g. 'visionzip' for a quick A/B")
     a = p.parse_args()
@@ -312,7 +339,10 @@ def main() -> None:
         exs.append(Ex(dict(inputs), e.qa.answer, int(img[0]), int(img[-1]) + 1))
     notes: list[str] = ["transformers >=5.18: AngelSlim copies get _supports_mm_encoder_outputs() -> False, so "
                         "generate() hands pixel_values to its Prunable_LlavaModel (it ignores mm_encoder_outputs)"]
-    methods = build(model, processor, [int(k) for k in a.keep.split(",")], a.max_new_tokens, notes)
+    if a.path == "peer":
+        notes.append("--path peer: dense and tokenprune run generate() on AngelSlim's path too (no "
+                     "mm_encoder_outputs): the timings compare the pruning methods, not two paths through generate()")
+    methods = build(model, processor, [int(k) for k in a.keep.split(",")], a.max_new_tokens, notes, a.path)
     if a.only:
         want = [w for w in a.only.split(",") if w]
         methods = [m for m in methods if m.label == "dense" or any(w in m.label for w in want)]
@@ -337,10 +367,14 @@ def main() -> None:
             m.kept.append(kept)
     rows = summarize(methods)
     versions = {d: md.version(d) for d in ["tokenprune", "torch", "transformers", "angelslim-fork", "sparsevlm"]}
-    write_json(a.out, {"limit": a.limit, "split": "test", "batch": 1, "threads": a.threads,
+    write_json(a.out, {"limit": a.limit, "split": "test", "batch": 1, "threads": a.threads, "path": a.path,
                        "max_new_tokens": a.max_new_tokens, "versions": versions, "notes": notes,
                        "sparsevlm_hook_api": probe, "rows": rows})
     render(rows, a.markdown)
+    for r in rows:
+        for v, t in r.get("time_vs", {}).items():
+            print(f"{r['method']} − {v}, paired per question: median {t['median']:+.2f} ms, mean {t['mean']:+.2f} ms "
+                  f"(95% CI {t['ci95'][0]:+.2f} … {t['ci95'][1]:+.2f}; > 0: tokenprune faster)")
     print(f"SparseVLM apply_sparsevlm (hook API): pruned={probe['pruned']} "
           f"(n_vis {probe['n_vis_before']} -> {probe['n_vis_after']}); results in {a.out}")
 
