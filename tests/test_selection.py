@@ -123,18 +123,31 @@ def test_contextual_merge_leaves_dominant_tokens_untouched():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_equal_weight_group_mean_is_the_weighted_mean_with_unit_weights(dtype):
-    """The contextual merge's equal-weight path gives bit for bit what the general weighted mean gives with ones."""
-    from tokenprune.reduce import _group_mean, _weighted_mean
-
+def test_contextual_merge_matches_its_definition(dtype):
+    """Dominant rows bit for bit, each centre the mean of itself and the pruned rows closest to it (cosine), the
+    input untouched; a pruned row identical to a dominant one still joins a centre, and two identical centres each
+    lead their own group (ties send the pruned rows to the first)."""
     g = torch.Generator().manual_seed(7)
-    kept, pruned = torch.randn(6, 16, generator=g).to(dtype), torch.randn(40, 16, generator=g).to(dtype)
-    target = torch.randint(0, 5, (40,), generator=g)  # centre 5 gets no member: stays itself
-    before = kept.clone()
-    ref = _weighted_mean(kept, pruned, target, torch.ones(6), torch.ones(40))
-    out = _group_mean(kept, pruned, target)
-    assert out.dtype == dtype and torch.equal(out, ref) and torch.equal(out[5], kept[5])
-    assert torch.equal(kept, before)  # inputs untouched (kept.float() is kept itself for float32)
+    x = torch.randn(40, 16, generator=g)
+    x[5] = x[30]  # pruned 5 duplicates dominant 30
+    x[12] = x[1]  # centre 12 duplicates centre 1
+    x = x.to(dtype)
+    scores = torch.rand(40, generator=g)
+    keep = torch.tensor([1, 3, 12, 20, 30, 33])
+    scores[keep[:3]] = -1.0 + torch.arange(3) * 0.1  # centres: the 3 lowest-scored kept rows, 1, 3, 12
+    scores[12] = -0.5
+    pruned = torch.tensor([i for i in range(40) if i not in keep.tolist()])
+    before = x.clone()
+    out = merge(x, keep, pruned, scores, contextual=3)
+    assert torch.equal(x, before) and out.dtype == dtype
+    centres = [1, 3, 12]
+    assert torch.equal(out[3:], x[keep[3:]])  # dominant rows untouched
+    f = torch.nn.functional.normalize(x.double(), dim=-1)
+    join = (f[pruned] @ f[centres].T).argmax(1)
+    for j, c in enumerate(centres):
+        expect = torch.cat([x[c:c + 1], x[pruned[join == j]]]).double().mean(0)
+        torch.testing.assert_close(out[j].double(), expect, atol=1e-2 if dtype == torch.bfloat16 else 1e-6,
+                                   rtol=1e-2 if dtype == torch.bfloat16 else 1e-6)
 
 
 @pytest.mark.parametrize("name", ["topk", "maxmin", "mmr", "adaptive", "visionzip"])

@@ -142,11 +142,13 @@ def _make_view(hidden: torch.Tensor, valid: torch.Tensor, images: list[list[Medi
 def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: list[list[MediaItem]],
               layer: int | None, generator: torch.Generator,
               attention_fn: Callable[[TokenView, str, str], torch.Tensor] | None,
-              frozen: StageResult | None = None) -> StageResult | None:
+              frozen: StageResult | None = None, inplace: bool = False) -> StageResult | None:
     """Selects each image's kept tokens; ``None`` when every image keeps all its tokens (identity).
 
     ``frozen``: the result of an earlier prefill of the same generate() call; its selections and scores are reused
     so that recomputation without a KV cache sees exactly the same tokens (and merges them identically).
+    ``inplace``: a merging reducer may write its rows into ``hidden`` itself (the caller owns it and reads only the
+    result); otherwise they go into a copy.
     """
     ks = budgets(stage, images)
     if all(k == im.alive.numel() for row, kr in zip(images, ks) for im, k in zip(row, kr)):
@@ -173,17 +175,19 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
             kept_pos = im.pos.index_select(0, sel)  # (1-D gathers: index_select, a fraction of t[idx]'s cost)
             keep[r, kept_pos] = True
             if stage.reducer != "drop":
-                if out_hidden is hidden:
+                item_hidden = _item_rows(hidden[r], im.pos)  # items' spans are disjoint: no write below touches it
+                if out_hidden is hidden and not inplace:
                     out_hidden = hidden.clone()
                 pruned = torch.ones(m, dtype=torch.bool, device=hidden.device)
                 pruned[sel] = False
-                item_hidden = hidden[r].index_select(0, im.pos)  # (index_select: ~4x faster than hidden[r, pos])
                 if stage.proportional:
                     reduced, kept_counts = merge_counts(item_hidden, sel, pruned.nonzero().squeeze(1), s, im.counts,
                                                         stage.reducer_kwargs.get("contextual", 0))
                     count_row.append(kept_counts)
                 else:
                     reduced = reducer(item_hidden, sel, pruned.nonzero().squeeze(1), s, **stage.reducer_kwargs)
+                if reduced.untyped_storage().data_ptr() == hidden.untyped_storage().data_ptr():
+                    reduced = reduced.clone()  # a reducer returned rows of its input view: copy before writing
                 out_hidden[r].index_copy_(0, kept_pos, reduced)
             sel_row.append(sel)
             score_row.append(s)
@@ -193,6 +197,13 @@ def run_stage(stage: Stage, hidden: torch.Tensor, valid: torch.Tensor, images: l
         if counts is not None:
             counts.append(count_row)
     return StageResult(keep=keep, hidden=out_hidden, selections=selections, scores=all_scores, counts=counts)
+
+
+def _item_rows(hidden: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """``hidden[pos]``: a view when the positions are consecutive (an image's span before any pruning), else a
+    gather (``index_select``: ~4x faster than ``hidden[pos]``)."""
+    start, end = int(pos[0]), int(pos[-1]) + 1
+    return hidden[start:end] if end - start == pos.numel() else hidden.index_select(0, pos)
 
 
 def _select(stage: Stage, scores: torch.Tensor, feats: torch.Tensor | None, images: list[list[MediaItem]],
