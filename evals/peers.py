@@ -10,25 +10,31 @@ Pairs (ours | peer): divprune | AngelSlim ``divprune``; visionzip | AngelSlim ``
 test questions (first generated token == answer, as ``tokenprune eval`` scores), median ms/sample of one batch-1
 call (prefill + ``--max-new-tokens`` greedy tokens; methods interleaved per question after a warm-up) and, where
 the peer's kept index set is observable, its overlap with ours (mean |ours ∩ peer| / keep, and the fraction of
-questions with identical sets). Compatibility shims (the peers predate transformers 5.16-5.19) are listed in
-``notes`` of the JSON; see docs/benchmarks.md "Peer comparison".
+questions with identical sets), and for each AngelSlim row the paired per-question time difference to its
+tokenprune counterpart. Then every method with a batched ``generate()`` runs left-padded batches of ``--batch``
+questions (evals/peers_batch.py; a peer that refuses a batch gets its error). ``--path peer`` (default) runs dense
+and tokenprune on the generate() path AngelSlim needs (no ``mm_encoder_outputs``), ``--only`` picks methods by
+label. Compatibility shims (the peers predate transformers 5.16-5.19) are listed in ``notes`` of the JSON; see
+docs/benchmarks.md "Peer comparison".
 """
 from __future__ import annotations
 
 import argparse
 import contextlib
 import copy
+import gc
 import importlib
 import importlib.metadata as md
 import inspect
 import io
-import statistics
 import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
+
+from evals.peers_report import render, summarize
 
 PEERS = {"angelslim.compressor.token_compressor.adapter": "angelslim-fork==20260412", "sparsevlm": "sparsevlm==0.1.3"}
 
@@ -97,6 +103,7 @@ def dense(model: Any, max_new: int, path: str = "peer") -> Run:
         out = _generate(model, x, max_new)
         n = x.inputs["input_ids"].shape[1]
         return int(out.sequences[0, n]), out.sequences.shape[1] - n, None
+    run.model = model  # type: ignore[attr-defined]  # for the batched timing (evals.peers_batch)
     return run
 
 
@@ -113,6 +120,7 @@ def ours(model: Any, preset: str, keep: int, max_new: int, path: str = "peer") -
         n = x.inputs["input_ids"].shape[1]
         return (int(out.sequences[0, n]), out.sequences.shape[1] - n,
                 lambda: set(handle.stats.stages[0].kept_indices[0][0]))
+    run.model = m  # type: ignore[attr-defined]
     return run
 
 
@@ -176,6 +184,7 @@ def angelslim(model: Any, strategy: str, keep: int, max_new: int, llm_layer: int
         n = x.inputs["input_ids"].shape[1]
         mask = out.past_key_values.pruning_info[key]["mask"]  # PruningCache: keep mask over the prompt
         return int(out.sequences[0, n]), out.sequences.shape[1] - n, lambda: _local(torch.nonzero(mask).flatten(), x)
+    run.model = m  # type: ignore[attr-defined]
     return run
 
 
@@ -251,62 +260,6 @@ def build(model: Any, processor: Any, keeps: list[int], max_new: int, notes: lis
     return ms
 
 
-def agreement(a: list[set[int] | None], b: list[set[int] | None], keep: int) -> dict[str, float]:
-    pairs = [(x, y) for x, y in zip(a, b) if x is not None and y is not None]
-    return {"overlap": statistics.fmean(len(x & y) / keep for x, y in pairs),
-            "identical": statistics.fmean(float(x == y) for x, y in pairs)}
-
-
-def paired(peer: list[float], mine: list[float]) -> dict[str, float]:
-    """Per question, the peer's time minus ours (ms; > 0: ours faster): median, mean and the mean's 95% interval
-    (normal approximation) over the questions both ran."""
-    d = [a - b for a, b in zip(peer, mine)]
-    half = 1.96 * statistics.stdev(d) / len(d) ** 0.5 if len(d) > 1 else float("nan")
-    return {"median": statistics.median(d), "mean": statistics.fmean(d), "ci95": [statistics.fmean(d) - half,
-                                                                                  statistics.fmean(d) + half]}
-
-
-def summarize(methods: list[Method]) -> list[dict[str, Any]]:
-    by = {m.label: m for m in methods}
-    dense_ms = statistics.median(by["dense"].ms)
-    rows = []
-    for m in methods:
-        med = statistics.median(m.ms)
-        kept_n = [len(s) for s in m.kept if s is not None]
-        rows.append({"method": m.label, "side": m.side, "keep": m.keep, "accuracy": statistics.fmean(m.hits),
-                     "ms_median": med, "ms_vs_dense": med / dense_ms, "new_tokens": statistics.fmean(m.new_tokens),
-                     "kept_visual_mean": statistics.fmean(kept_n) if kept_n else None,
-                     "agreement": {v: agreement(by[v].kept, m.kept, m.keep) for v in m.vs if v in by},
-                     "time_vs": {v: paired(m.ms, by[v].ms) for v in m.vs if v in by and m.side == "AngelSlim"},
-                     "hits": m.hits, "ms": [round(t, 3) for t in m.ms]})
-    return rows
-
-
-def render(rows: list[dict[str, Any]], markdown: bool) -> None:
-    head = ["method", "side", "keep", "accuracy", "ms/sample", "× dense", "kept", "kept-set overlap (identical)"]
-    body = []
-    for r in rows:
-        agr = "; ".join(f"vs {v.split('@')[0]}: {a['overlap']:.2f} ({a['identical']:.0%})"
-                        for v, a in r["agreement"].items())
-        kept = "-" if r["kept_visual_mean"] is None else f"{r['kept_visual_mean']:.1f}"
-        body.append([r["method"], r["side"], str(r["keep"] or 576), f"{r['accuracy']:.1%}", f"{r['ms_median']:.1f}",
-                     f"{r['ms_vs_dense']:.2f}", kept, agr or "-"])
-    if markdown:
-        print("| " + " | ".join(head) + " |\n|" + "---|" * len(head))
-        for b in body:
-            print("| " + " | ".join(b) + " |")
-        return
-    from rich.console import Console
-    from rich.table import Table
-
-    t = Table(title="tokenprune vs peers, embedded ShapesVQA model, batch 1")
-    for h in head:
-        t.add_column(h)
-    for b in body:
-        t.add_row(*b)
-    Console(width=160).print(t)
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--limit", type=int, default=200, help="first N test questions")
@@ -316,6 +269,8 @@ def main() -> None:
     p.add_argument("--warmup", type=int, default=2, help="untimed rounds of every method on the first question")
     p.add_argument("--out", default="evals/peers_cpu.json")
     p.add_argument("--markdown", action="store_true", help="print a markdown table instead of a rich one")
+    p.add_argument("--batch", type=int, default=16, help="then time left-padded batches of this many questions "
+                   "(every method with a batched generate(); 0: skip)")
     p.add_argument("--path", choices=["peer", "default"], default="peer",
                    help="generate() path of dense and tokenprune: 'peer' = AngelSlim's (vision tower inside the first "
                    "forward, no mm_encoder_outputs), 'default' = transformers' own")
@@ -333,7 +288,8 @@ def main() -> None:
     torch.set_grad_enabled(False)
     model, processor = M.load("embedded")
     exs = []
-    for e in examples("test", a.limit):
+    raw = list(examples("test", a.limit))
+    for e in raw:
         inputs = processor(images=[e.image()], text=[M.prompt(processor, e.qa.question)], return_tensors="pt")
         img = torch.nonzero(inputs["input_ids"][0] == model.config.image_token_id).flatten()
         exs.append(Ex(dict(inputs), e.qa.answer, int(img[0]), int(img[-1]) + 1))
@@ -354,6 +310,12 @@ def main() -> None:
         for m in methods:
             with contextlib.redirect_stdout(io.StringIO()):
                 m.run(exs[0])
+    # as timeit does: no garbage collection inside a timed call (before this, single calls of any method took
+    # 50-200 ms longer now and then, in the same place on a rerun); the setup's objects are frozen, and each
+    # question's garbage is collected after its calls, off the clock
+    gc.collect()
+    gc.freeze()
+    gc.disable()
     for i, x in enumerate(tqdm(exs, desc="questions")):
         for j in range(len(methods)):  # interleaved, start rotated per question: drift and order hit all alike
             m = methods[(i + j) % len(methods)]
@@ -365,12 +327,27 @@ def main() -> None:
             m.hits.append(int(vocab.convert_ids_to_tokens(tok) == x.answer))
             m.new_tokens.append(new)
             m.kept.append(kept)
+        gc.collect()
+    gc.enable()
+    gc.unfreeze()
     rows = summarize(methods)
+    if a.batch > 1:
+        from evals.peers_batch import attach, batch_phase, print_batch_vs_single
+
+        batched = batch_phase(methods, processor, raw, a.batch, a.max_new_tokens,
+                              lambda xs: tqdm(xs, desc=f"batches of {a.batch}"))
+        attach(rows, batched, a.batch)
     versions = {d: md.version(d) for d in ["tokenprune", "torch", "transformers", "angelslim-fork", "sparsevlm"]}
-    write_json(a.out, {"limit": a.limit, "split": "test", "batch": 1, "threads": a.threads, "path": a.path,
+    write_json(a.out, {"limit": a.limit, "split": "test", "batch": 1, "batched": a.batch, "threads": a.threads,
+                       "path": a.path,
                        "max_new_tokens": a.max_new_tokens, "versions": versions, "notes": notes,
                        "sparsevlm_hook_api": probe, "rows": rows})
     render(rows, a.markdown)
+    if a.batch > 1:
+        print_batch_vs_single(rows)
+        for r in rows:
+            if "error" in r.get("batch", {}) or "unsupported" in r.get("batch", {}):
+                print(f"{r['method']} at batch {a.batch}: {r['batch'].get('error') or r['batch']['unsupported']}")
     for r in rows:
         for v, t in r.get("time_vs", {}).items():
             print(f"{r['method']} − {v}, paired per question: median {t['median']:+.2f} ms, mean {t['mean']:+.2f} ms "

@@ -59,3 +59,29 @@ def test_fast_path_defers_what_a_scorer_does_not_read():
     assert view.__dict__["_v_cell"] is view.cell  # resolved once, then kept
     assert torch.equal(view.budget, torch.full((1, m), 5)) and torch.equal(view.grid_hw[0, 0], torch.tensor([3, 4]))
     assert isinstance(view.__dict__["_v_item_id"], Deferred)  # unread: still not built
+
+
+@pytest.mark.parametrize("reducer,opts", [("merge", dict(contextual=2)), ("merge", {}), ("recycle", {}),
+                                          ("transform", {})])
+def test_inplace_merge_equals_the_copying_path(reducer, opts):
+    """``run_stage(inplace=True)`` (the HF pre-LLM path: the VLM's fresh embeddings) writes the merged rows into the
+    caller's tensor and gives exactly what the copying path gives; ``inplace=False`` (the vLLM plugin, a layer's
+    input) leaves the caller's tensor untouched. Two images in one row: the first item's writes must not reach the
+    second item's rows."""
+    from tokenprune import Stage
+    from tokenprune.runtime.stage import run_stage
+
+    g = torch.Generator().manual_seed(3)
+    hidden = torch.randn(1, 30, 8, generator=g)
+    items = [[MediaItem(0, "image", torch.arange(2, 14), torch.arange(12), 12),
+              MediaItem(0, "image", torch.arange(15, 27), torch.arange(12), 12)]]
+    stage = Stage("pre_llm", keep=4, scorer="norm", selector="visionzip" if opts else "topk", reducer=reducer,
+                  **opts)
+    valid = torch.ones(1, 30, dtype=torch.bool)
+    before = hidden.clone()
+    copy = run_stage(stage, hidden, valid, items, None, torch.Generator(), None)
+    assert torch.equal(hidden, before) and copy.hidden is not hidden
+    inplace = run_stage(stage, hidden, valid, items, None, torch.Generator(), None, inplace=True)
+    assert inplace.hidden is hidden and torch.equal(inplace.hidden, copy.hidden)
+    assert [s.tolist() for s in inplace.selections[0]] == [s.tolist() for s in copy.selections[0]]
+    assert not torch.equal(hidden, before)  # the merged rows were written into it
