@@ -227,3 +227,27 @@ def test_recycle_with_duplicate_tokens_leaves_no_group_empty():
     x = torch.ones(8, 4)
     out = recycle(x, torch.tensor([0, 1, 2, 3]), torch.tensor([4, 5, 6, 7]), torch.linspace(1, 2, 8), recycled=3)
     assert torch.isfinite(out).all() and torch.allclose(out, torch.ones(4, 4))
+
+
+def test_contextual_centres_follow_the_selector():
+    """At most k − 1 centres (the top kept token stays dominant; k = 1 drops the pruned tokens), and a score tie
+    between a dominant token and a centre is resolved as the ``visionzip`` selector resolves it."""
+    from tokenprune.reduce import merge_counts
+    from tokenprune.selection import visionzip
+
+    g = torch.Generator().manual_seed(2)
+    x = torch.randn(10, 6, generator=g)
+    scores = torch.tensor([3.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0])
+    keep = visionzip(scores, None, 3, contextual=1)
+    assert keep.tolist() == [0, 1, 2]  # dominant 0, 1 (the tie at 1.0 goes to the lower index), centre 2
+    pruned = torch.arange(3, 10)
+    out = merge(x, keep, pruned, scores, contextual=1)
+    assert torch.equal(out[:2], x[:2]) and not torch.equal(out[2], x[2])  # the centre merged, not dominant 1
+    # contextual >= k: k - 1 centres, the highest-scored kept token untouched
+    out = merge(x, keep, pruned, scores, contextual=5)
+    assert torch.equal(out[0], x[0]) and not torch.equal(out[1], x[1]) and not torch.equal(out[2], x[2])
+    # k = 1: nothing to merge into
+    one = torch.tensor([0])
+    assert torch.equal(merge(x, one, torch.arange(1, 10), scores, contextual=3), x[:1])
+    rows, counts = merge_counts(x, one, torch.arange(1, 10), scores, None, contextual=3)
+    assert torch.equal(rows, x[:1]) and counts.tolist() == [1.0]

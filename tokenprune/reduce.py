@@ -1,6 +1,7 @@
 """Reducers: ``reduce(hidden[V, D], keep_idx[k], pruned_idx[V-k], scores[V], **options) -> [k, D]``.
 
-They return the rows that replace the kept tokens of one image; the runtime then drops the pruned rows.
+They return the rows that replace the kept tokens of one image; the runtime then drops the pruned rows. ``hidden``
+may be a view of the runtime's sequence: a reducer must not write into it.
 """
 from __future__ import annotations
 
@@ -32,15 +33,22 @@ def _merge_groups(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torc
     pruned row's target as an index into ``centres`` when there are centres, else into ``kept``, ``targets`` the
     target rows (the centres' rows, else ``kept``). ``pruned_idx`` is not empty."""
     kept, pruned = hidden.index_select(0, keep_idx), hidden.index_select(0, pruned_idx)
-    centres = None
-    if contextual > 0:
-        c = min(contextual, kept.shape[0])
-        centres = torch.argsort(scores.index_select(0, keep_idx).float(), stable=True)[:c]
+    centres = _centres(scores, keep_idx, contextual) if contextual > 0 else None
     targets = kept.index_select(0, centres) if centres is not None else kept
     ref = torch.nn.functional.normalize(targets.float(), dim=-1)
     # cosine argmax: a pruned row's own norm scales its whole row of similarities, so only the targets are
     # normalised (the same picks up to floating-point near-ties; saves normalising every pruned row)
     return kept, pruned, centres, (pruned.float() @ ref.T).argmax(1), targets
+
+
+def _centres(scores: torch.Tensor, keep_idx: torch.Tensor, contextual: int) -> torch.Tensor:
+    """Positions in ``keep_idx`` of the contextual centres: the ``c = min(contextual, k − 1)`` lowest-scored kept
+    tokens (``k = 1``: none; the highest-scored kept token always stays dominant, as the ``visionzip`` selector
+    keeps it), score ties resolved as that selector does (the last ``c`` of the descending stable order); in
+    token order, so that a pruned token equally similar to two centres joins the first (as in VisionZip's code)."""
+    k = keep_idx.numel()
+    c = min(contextual, k - 1) if k > 1 else 0
+    return torch.argsort(scores.index_select(0, keep_idx).float(), descending=True, stable=True)[k - c:].sort().values
 
 
 def _weighted_mean(kept: torch.Tensor, pruned: torch.Tensor, target: torch.Tensor, w_kept: torch.Tensor,
@@ -58,8 +66,11 @@ def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor
     group with weights ``w = max(score, 1e-6)``, so ``Σ_groups W_g · merged_g = Σ_i w_i · x_i``. The merged token
     keeps the position of the kept token it replaces.
 
-    ``contextual = c > 0`` (VisionZip, with the ``visionzip`` selector): pruned tokens join only the ``c`` lowest-
-    scored kept tokens (the contextual centres) with equal weights; the dominant tokens stay unchanged.
+    ``contextual = c > 0`` (VisionZip, with the ``visionzip`` selector): pruned tokens join only the
+    ``min(c, k − 1)`` lowest-scored kept tokens (the contextual centres) with equal weights; the dominant tokens
+    stay unchanged (with ``k = 1`` the one kept token stays as it is and the pruned tokens are dropped, as the
+    selector then keeps no contextual token). Every token outside ``keep_idx`` is merged (``pruned_idx`` is its
+    complement, as the runtime passes it).
 
     ``proportional`` (ToMe, Bolya et al., ICLR 2023): the weights are token counts (each original token counts 1,
     a token merged earlier counts its group), and the runtime adds ``log(count)`` to the attention logit of every
@@ -83,15 +94,17 @@ def _contextual_merge(hidden: torch.Tensor, keep_idx: torch.Tensor, scores: torc
     (fewer, larger ops: the cost at batch 1 is the number of ops): every row's most similar centre, kept rows
     then sent to a spare group ``c`` (dominant) or their own (centres), one ``index_add`` of all rows."""
     kept = hidden.index_select(0, keep_idx)  # fresh: the centres are written into it
-    c = min(contextual, kept.shape[0])
-    centres = torch.argsort(scores.index_select(0, keep_idx).float(), stable=True)[:c]
+    centres = _centres(scores, keep_idx, contextual)
+    c = centres.numel()
+    if c == 0:  # one kept token: it stays dominant, the pruned tokens are dropped
+        return kept
     centre_idx = keep_idx.index_select(0, centres)
     ref = torch.nn.functional.normalize(kept.index_select(0, centres).float(), dim=-1)
     rows = hidden.float()
     # cosine argmax: a row's own norm scales its whole row of similarities, so only the centres are normalised
     group = (rows @ ref.T).argmax(1)
     group.index_fill_(0, keep_idx, c).index_copy_(0, centre_idx, _arange(c, str(group.device)))
-    sums = torch.zeros(c + 1, rows.shape[1], device=rows.device).index_add_(0, group, rows)
+    sums = torch.zeros(c + 1, rows.shape[1], dtype=rows.dtype, device=rows.device).index_add_(0, group, rows)
     size = torch.bincount(group, minlength=c + 1)
     return kept.index_copy_(0, centres, (sums[:c] / size[:c, None]).to(kept.dtype))
 
@@ -107,7 +120,8 @@ def merge_counts(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch
     """:func:`merge` with ``proportional=True`` and the number of original tokens each kept token stands for
     afterwards (``counts``: those of the item's current tokens, ``None`` = all 1)."""
     counts = torch.ones(hidden.shape[0], device=hidden.device) if counts is None else counts.float()
-    if pruned_idx.numel() == 0:
+    if pruned_idx.numel() == 0 or (contextual > 0 and keep_idx.numel() < 2):
+        # (one kept token with contextual centres: it stays dominant, the pruned tokens are dropped)
         return hidden.index_select(0, keep_idx), counts[keep_idx]
     kept, pruned, centres, target, _ = _merge_groups(hidden, keep_idx, pruned_idx, scores, contextual)
     if centres is not None:

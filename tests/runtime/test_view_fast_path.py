@@ -61,8 +61,17 @@ def test_fast_path_defers_what_a_scorer_does_not_read():
     assert isinstance(view.__dict__["_v_item_id"], Deferred)  # unread: still not built
 
 
+@pytest.fixture
+def first_rows():
+    from tokenprune.registry import REDUCERS
+
+    with REDUCERS.temporary("_first_rows", lambda hidden, keep_idx, pruned_idx, scores: hidden[:keep_idx.numel()]):
+        yield
+
+
 @pytest.mark.parametrize("reducer,opts", [("merge", dict(contextual=2)), ("merge", {}), ("recycle", {}),
-                                          ("transform", {})])
+                                          ("transform", {}), ("_first_rows", {})])
+@pytest.mark.usefixtures("first_rows")
 def test_inplace_merge_equals_the_copying_path(reducer, opts):
     """``run_stage(inplace=True)`` (the HF pre-LLM path: the VLM's fresh embeddings) writes the merged rows into the
     caller's tensor and gives exactly what the copying path gives; ``inplace=False`` (the vLLM plugin, a layer's
@@ -73,10 +82,12 @@ def test_inplace_merge_equals_the_copying_path(reducer, opts):
 
     g = torch.Generator().manual_seed(3)
     hidden = torch.randn(1, 30, 8, generator=g)
+    # the first item's positions are consecutive (read as a view), the second's are not (gathered)
     items = [[MediaItem(0, "image", torch.arange(2, 14), torch.arange(12), 12),
-              MediaItem(0, "image", torch.arange(15, 27), torch.arange(12), 12)]]
+              MediaItem(0, "image", torch.arange(15, 27, 2), torch.arange(6), 6)]]
     stage = Stage("pre_llm", keep=4, scorer="norm", selector="visionzip" if opts else "topk", reducer=reducer,
                   **opts)
+    expect_first = hidden[0, 2:6].clone()  # what _first_rows returns for the first item
     valid = torch.ones(1, 30, dtype=torch.bool)
     before = hidden.clone()
     copy = run_stage(stage, hidden, valid, items, None, torch.Generator(), None)
@@ -85,3 +96,6 @@ def test_inplace_merge_equals_the_copying_path(reducer, opts):
     assert inplace.hidden is hidden and torch.equal(inplace.hidden, copy.hidden)
     assert [s.tolist() for s in inplace.selections[0]] == [s.tolist() for s in copy.selections[0]]
     assert not torch.equal(hidden, before)  # the merged rows were written into it
+    if reducer == "_first_rows":  # a view of its input: copied before the write, else rows would be overwritten
+        kept_pos = items[0][0].pos.index_select(0, inplace.selections[0][0])
+        assert torch.equal(inplace.hidden[0, kept_pos], expect_first)

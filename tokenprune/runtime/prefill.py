@@ -131,9 +131,10 @@ class Prefill:
         visual_in = [sum(im.alive.numel() for im in row) for row in st.images]
         t0 = time.perf_counter()
         # before the LM the embeddings are the VLM's fresh tensor, read afterwards only through the result: merged
-        # rows can be written into it (saves a copy of the whole sequence); a layer's input may be kept elsewhere
-        # (output_hidden_states)
-        res = run_stage(stage, hidden, valid, st.images, layer, gen, attention_fn, frozen, inplace=layer is None)
+        # rows can be written into it (saves a copy of the whole sequence) — unless autograd may need it; a
+        # layer's input may be kept elsewhere (output_hidden_states)
+        inplace = layer is None and not (torch.is_grad_enabled() and hidden.requires_grad)
+        res = run_stage(stage, hidden, valid, st.images, layer, gen, attention_fn, frozen, inplace=inplace)
         if self.stage_callbacks:
             timing = StageTiming(stage_index, layer if stage.at == AUTO else stage.at,
                                  (time.perf_counter() - t0) * 1e3)
