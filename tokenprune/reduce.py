@@ -24,21 +24,19 @@ PROPORTIONAL = Option("proportional", bool, False, "ToMe's proportional attentio
 
 
 def _merge_groups(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor, scores: torch.Tensor,
-                  contextual: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor,
-                                            torch.Tensor]:
+                  contextual: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
     """The kept and pruned rows (gathered once, ``index_select``: ~3x faster than ``hidden[idx]`` for rows) and,
     for each pruned row, the kept row it joins: its most similar kept row by cosine, or with ``contextual = c > 0``
-    the most similar of the ``c`` lowest-scored kept rows (the centres). Returns ``(kept, pruned, centres,
-    target, targets)``: ``centres`` their positions in ``kept`` (``None`` without ``contextual``), ``target`` each
-    pruned row's target as an index into ``centres`` when there are centres, else into ``kept``, ``targets`` the
-    target rows (the centres' rows, else ``kept``). ``pruned_idx`` is not empty."""
+    the most similar of the centres (:func:`_centres`). Returns ``(kept, pruned, centres, target)``: ``centres``
+    their positions in ``kept`` (``None`` without ``contextual``), ``target`` each pruned row's target as an index
+    into ``centres`` when there are centres, else into ``kept``. ``pruned_idx`` is not empty."""
     kept, pruned = hidden.index_select(0, keep_idx), hidden.index_select(0, pruned_idx)
     centres = _centres(scores, keep_idx, contextual) if contextual > 0 else None
     targets = kept.index_select(0, centres) if centres is not None else kept
     ref = torch.nn.functional.normalize(targets.float(), dim=-1)
     # cosine argmax: a pruned row's own norm scales its whole row of similarities, so only the targets are
     # normalised (the same picks up to floating-point near-ties; saves normalising every pruned row)
-    return kept, pruned, centres, (pruned.float() @ ref.T).argmax(1), targets
+    return kept, pruned, centres, (pruned.float() @ ref.T).argmax(1)
 
 
 def _centres(scores: torch.Tensor, keep_idx: torch.Tensor, contextual: int) -> torch.Tensor:
@@ -82,15 +80,15 @@ def merge(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch.Tensor
         return hidden.index_select(0, keep_idx)
     if contextual > 0:
         return _contextual_merge(hidden, keep_idx, scores, contextual)
-    kept, pruned, centres, target, targets = _merge_groups(hidden, keep_idx, pruned_idx, scores, contextual)
+    kept, pruned, _, target = _merge_groups(hidden, keep_idx, pruned_idx, scores, 0)
     w = scores.float().clamp(min=1e-6)
     return _weighted_mean(kept, pruned, target, w[keep_idx], w[pruned_idx])
 
 
 def _contextual_merge(hidden: torch.Tensor, keep_idx: torch.Tensor, scores: torch.Tensor, contextual: int
                       ) -> torch.Tensor:
-    """:func:`merge` with ``contextual = c > 0``: the ``c`` lowest-scored kept rows become the plain means of their
-    groups, the other kept rows stay as they are. Works on all rows at once instead of gathering the pruned ones
+    """:func:`merge` with ``contextual > 0``: the centres (:func:`_centres`) become the plain means of their groups,
+    the other kept rows stay as they are. Works on all rows at once instead of gathering the pruned ones
     (fewer, larger ops: the cost at batch 1 is the number of ops): every row's most similar centre, kept rows
     then sent to a spare group ``c`` (dominant) or their own (centres), one ``index_add`` of all rows."""
     kept = hidden.index_select(0, keep_idx)  # fresh: the centres are written into it
@@ -123,7 +121,7 @@ def merge_counts(hidden: torch.Tensor, keep_idx: torch.Tensor, pruned_idx: torch
     if pruned_idx.numel() == 0 or (contextual > 0 and keep_idx.numel() < 2):
         # (one kept token with contextual centres: it stays dominant, the pruned tokens are dropped)
         return hidden.index_select(0, keep_idx), counts[keep_idx]
-    kept, pruned, centres, target, _ = _merge_groups(hidden, keep_idx, pruned_idx, scores, contextual)
+    kept, pruned, centres, target = _merge_groups(hidden, keep_idx, pruned_idx, scores, contextual)
     if centres is not None:
         target = centres[target]
     kept_counts, pruned_counts = counts.index_select(0, keep_idx), counts.index_select(0, pruned_idx)

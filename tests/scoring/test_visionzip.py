@@ -60,7 +60,8 @@ def test_visionzip_equals_independent_reference(keep, contextual):
     image = inputs["input_ids"][0] == model.config.image_token_id
     visual = torch.cat([rows for _, rows in ref])
     keep_mask = ~image
-    keep_mask[image.nonzero().flatten()[[i + 16 * n for n, (k, _) in enumerate(ref) for i in k]]] = True
+    per_image = int(image.sum()) // len(ref)
+    keep_mask[image.nonzero().flatten()[[i + per_image * n for n, (k, _) in enumerate(ref) for i in k]]] = True
     embeds = seen["embeds"][0]
     assert embeds.shape[0] == int(keep_mask.sum())
     is_visual = image[keep_mask]
